@@ -1,0 +1,1 @@
+"""seqzoo's tasks: data, heads, losses, metrics, baselines, CLIs and exports."""

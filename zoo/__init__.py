@@ -1,0 +1,37 @@
+"""seqzoo's model zoo: recurrent bodies that a task completes with its head.
+
+    from zoo import ModelConfig, build
+    body = build(ModelConfig("gru", units=32, num_layers=2), timesteps=None, features=12)
+
+Names that need Keras are loaded on first use, so ``zoo.config`` (and the
+``seqzoo`` command's help) stay light.
+"""
+
+import importlib
+import os
+
+from zoo.config import MODEL_NAMES, ModelConfig
+
+# TensorFlow's C++ start-up chatter hides the output people came for.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "UnsharedRNN": "zoo.layers",
+    "MODELS": "zoo.models",
+    "apply": "zoo.models",
+    "build": "zoo.models",
+    "count_params": "zoo.models",
+    "describe": "zoo.models",
+    "state_shapes": "zoo.models",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+
+
+__all__ = ["MODEL_NAMES", "ModelConfig", "__version__", *_LAZY]
