@@ -17,8 +17,9 @@ import os
 import platform
 import shutil
 import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import keras
 import tensorflow as tf

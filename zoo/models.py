@@ -13,8 +13,8 @@ the same config takes the trained model's weights with ``set_weights``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import keras
 
