@@ -30,7 +30,7 @@ def test_build_train_step_and_keras_round_trip(name, tmp_path):
     y = np.arange(8) % 2
     before = [w.copy() for w in model.get_weights()]
     model.train_on_batch(x, y)
-    changed = [not np.allclose(a, b) for a, b in zip(before, model.get_weights())]
+    changed = [not np.allclose(a, b) for a, b in zip(before, model.get_weights(), strict=True)]
     assert any(changed), "one training step must move the weights"
     path = tmp_path / "m.keras"
     model.save(path)
