@@ -1,0 +1,1 @@
+"""The seed questions as runnable experiments: ``seqzoo study NAME``."""

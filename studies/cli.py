@@ -1,0 +1,76 @@
+"""``seqzoo study NAME``: train, measure, and write report.md with plots and raw numbers."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from tasks.common import Formatter, cli
+
+STUDIES = {
+    "weight_sharing": "studies.weight_sharing",
+    "gating": "studies.gating",
+    "truncation": "studies.truncation",
+    "stacking": "studies.stacking",
+    "exploding_gradients": "studies.exploding_gradients",
+}
+
+
+def load(name: str):
+    if name not in STUDIES:
+        raise ValueError(f"Unknown study {name!r}. Valid studies: {', '.join(STUDIES)}")
+    return importlib.import_module(STUDIES[name])
+
+
+def run_study(name: str, args: argparse.Namespace) -> Path:
+    """Run one study; write results.json/csv, plots and report.md; return the folder."""
+    from studies.common import RESULTS_ROOT, write_raw
+
+    module = load(name)
+    out = Path(args.out) if args.out else RESULTS_ROOT / name
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    results = module.run(args, out)
+    results["seconds"] = round(time.time() - start, 1)
+    results["quick"] = bool(args.quick)
+    write_raw(out, results, results.get("rows"))
+    (out / "report.md").write_text(module.render(results))
+    return out
+
+
+def _parser(prog: str, name: str | None) -> argparse.ArgumentParser:
+    doc = load(name).__doc__ if name in STUDIES else __doc__
+    parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=Formatter)
+    parser.add_argument("name", choices=list(STUDIES), metavar="NAME", help=" | ".join(STUDIES))
+    parser.add_argument("--quick", action="store_true", help="a small version that runs in a few minutes")
+    parser.add_argument("--seeds", type=int, default=None, help="repeats per setting (default 5; 2 with --quick)")
+    parser.add_argument("--out", default=None, help="output folder (default studies/results/NAME)")
+    if name in STUDIES:
+        load(name).add_arguments(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "seqzoo study") -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    name = next((a for a in argv if not a.startswith("-")), None)
+    parser = _parser(prog, name if name in STUDIES else None)
+
+    def _run(args):
+        if args.seeds is None:
+            args.seeds = 2 if args.quick else 5
+        if args.seeds < 1:
+            raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+        out = run_study(args.name, args)
+        print(f"\nReport: {out / 'report.md'}\n")
+        print((out / "report.md").read_text())
+        return 0
+
+    return cli(_run, parser, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
