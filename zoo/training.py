@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import keras
 
@@ -67,22 +68,141 @@ def fit(
     verbose: int | str = "auto",
     steps_per_epoch: int | None = None,
     class_weight: dict | None = None,
+    bptt: int | str | None = None,
+    stream: bool = False,
+    monitor: bool = True,
+    resume: bool = True,
+    checkpoint: bool = True,
 ) -> keras.callbacks.History:
-    """``model.fit`` with the run's logs: CSV history and TensorBoard under ``run_dir``."""
+    """``model.fit`` with the training mechanics and the run's logs.
+
+    Args:
+        bptt: truncated BPTT chunk length ``K`` (int), ``None``/``"full"`` for
+            ordinary BPTT, or a curriculum ``"1:2,5:2,20:3,full"`` (``K:epochs``
+            stages; see :mod:`zoo.bptt` for the semantics and which loss applies).
+        stream: consecutive batches continue the same streams (streaming text):
+            carry the recurrent state across batches, reset each epoch.
+        monitor: log the gradient norms of every step (global before/after
+            clipping, per layer, per LSTM/GRU gate) into the History
+            (``history.steps`` per step, epoch means in ``history.history``),
+            ``grad_norms.csv``, TensorBoard and ``grad_norms.png``.
+        resume: if ``run_dir`` holds the checkpoint of an unfinished run,
+            continue it (weights, optimizer, epoch); the result equals an
+            uninterrupted run.
+        checkpoint: write ``run_dir/checkpoint/state.npz`` after every epoch.
+
+    Writes ``history.csv`` and ``tensorboard/{train,validation}`` (epoch
+    scalars ``epoch_<metric>``, step scalars ``step/<name>``) under ``run_dir``. A NaN/Inf
+    loss stops the run and raises :class:`zoo.monitor.TrainingDiverged` (a
+    ``ValueError``); the last good checkpoint stays.
+    """
+    from zoo import bptt as B
+    from zoo import checkpoint as C
+    from zoo import monitor as M
+
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= 0:
         raise ValueError(f"Received epochs={epochs!r}, expected a positive integer")
-    cbs = list(callbacks)
+    if model.optimizer is None:
+        raise ValueError("The model is not compiled; call zoo.training.compile_model(model, loss=...) before fit")
+    schedule = B.parse_bptt(bptt)
+    carrier = B.StateCarrier(model) if (schedule.truncates or stream) else None
+    stats = M.GradientStats(model) if monitor else None
+    run_dir = Path(run_dir) if run_dir is not None else None
+
+    initial_epoch = initial_step = 0
     if run_dir is not None:
-        run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
+        if resume and C.resumable(run_dir):
+            initial_epoch = C.load(model, run_dir)
+            for name in ("grad_norms.csv", "history.csv"):
+                M.truncate_csv(run_dir / name, initial_epoch)
+            initial_step = M.last_step(run_dir / "grad_norms.csv")
+            if verbose:
+                print(f"Resuming {run_dir} after epoch {initial_epoch} of {epochs}")
+        C.set_status(run_dir, status="running", epochs=epochs, bptt=str(schedule), stream=stream)
+        if checkpoint:
+            train, steps_per_epoch = _replayable(train, steps_per_epoch, initial_epoch)
+
+    guard = M.GradientMonitor(stats.names if stats else None, run_dir, initial_step=initial_step)
+    cbs: list[keras.callbacks.Callback] = []
+    custom = monitor or carrier is not None
+    if custom:
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+
+        def build_step(k):
+            return B.make_train_step(model, k, carrier=carrier, stream=stream, stats_fn=stats)
+
+        schedule_cb = B.BpttCallback(schedule, build_step, carrier, stream)
+        schedule_cb.current = schedule.k_for(initial_epoch)
+        object.__setattr__(model, "train_step", build_step(schedule_cb.current))
+        cbs.append(schedule_cb)
+    cbs.append(guard)
+    cbs.extend(callbacks)
+    if run_dir is not None:
+        if checkpoint:
+            cbs.append(C.EpochCheckpoint(run_dir, guard))
         cbs.append(keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True))
-        cbs.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False))
-    return model.fit(
-        train,
-        validation_data=validation,
-        epochs=epochs,
-        callbacks=cbs,
-        verbose=verbose,
-        steps_per_epoch=steps_per_epoch,
-        class_weight=class_weight,
-    )
+
+    saved_jit = model.jit_compile
+    if carrier is not None:
+        carrier.install()
+        object.__setattr__(model, "test_step", B.make_test_step(model, carrier, stream))
+        model.jit_compile = False  # dynamic-shape state variables and a chunk loop: not for XLA
+    _reset_functions(model)
+    try:
+        history = model.fit(
+            train,
+            validation_data=validation,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            callbacks=cbs,
+            verbose=verbose,
+            steps_per_epoch=steps_per_epoch,
+            class_weight=class_weight,
+        )
+    finally:
+        if carrier is not None:
+            carrier.uninstall()
+            model.jit_compile = saved_jit
+        for name in ("train_step", "test_step"):
+            model.__dict__.pop(name, None)
+        _reset_functions(model)
+    history.steps = guard.steps
+    if guard.diverged:
+        kept = ""
+        if run_dir is not None:
+            done = C.status(run_dir).get("epochs_done")
+            C.set_status(run_dir, status="diverged", message=guard.diverged)
+            if checkpoint and done:
+                kept = f" The last good checkpoint (after epoch {done}) is kept in {run_dir / C.STATE}."
+        raise M.TrainingDiverged(guard.diverged + kept)
+    if run_dir is not None:
+        C.set_status(run_dir, status="finished")
+    return history
+
+
+def _reset_functions(model: keras.Model) -> None:
+    """Forget traced train/test/predict functions so the next call retraces."""
+    for name in ("train_function", "test_function", "predict_function"):
+        if hasattr(model, name):
+            setattr(model, name, None)
+
+
+def _replayable(train, steps_per_epoch: int | None, epochs_done: int):
+    """One endless iterator over a tf.data pipeline, advanced past the epochs a
+    resumed run already saw, so a reshuffling dataset yields the same batches as
+    in an uninterrupted run (a new Keras iterator per epoch would restart the
+    shuffle order in a new process)."""
+    import tensorflow as tf
+
+    if not isinstance(train, tf.data.Dataset):
+        return train, steps_per_epoch
+    n = int(train.cardinality())
+    if steps_per_epoch is None:
+        if n <= 0:  # unknown or infinite length: Keras's own epochs; a resume restarts the shuffle order
+            return train, steps_per_epoch
+        steps_per_epoch = n
+    if n != int(tf.data.INFINITE_CARDINALITY):
+        train = train.repeat()
+    return train.skip(epochs_done * steps_per_epoch), steps_per_epoch

@@ -1,0 +1,271 @@
+"""Training throughput: seqzoo's training path vs bare Keras ``model.fit`` vs PyTorch.
+
+A character language model (Embedding 64 -> LSTM/GRU 256 x layers -> Dense vocab),
+sequence 100, batch 64, Adam, on the same token batches. Every contender is
+built and warmed up first; then the timings are interleaved (contender A, B, C,
+A, B, C, ...) and the median of the repeats is reported, so a slow spell on a
+shared machine hits all of them alike.
+
+    python -m benchmarks.train_speed                       # full grid, writes RESULTS.md
+    python -m benchmarks.train_speed --cells lstm --layers 1 --precisions fp32 --repeats 3
+
+Needs the ``bench`` extra (``pip install -e .[bench]``: the CPU build of PyTorch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@dataclass
+class Shape:
+    vocab: int = 65
+    embed: int = 64
+    units: int = 256
+    seq_len: int = 100
+    batch: int = 64
+
+
+def _tokens(shape: Shape, batches: int, corpus: str | None, seed: int = 0) -> np.ndarray:
+    """(batches, batch, seq_len + 1) token ids: real text if a corpus is given, else uniform random."""
+    rng = np.random.default_rng(seed)
+    n = batches * shape.batch * (shape.seq_len + 1)
+    if corpus:
+        text = open(corpus, encoding="utf-8").read()
+        vocab = sorted(set(text))
+        ids = np.array([vocab.index(c) for c in text[: n + 1]] if len(vocab) <= shape.vocab else [], dtype="int32")
+        ids = np.resize(ids, n) if len(ids) else rng.integers(0, shape.vocab, n)
+    else:
+        ids = rng.integers(0, shape.vocab, n)
+    return ids.astype("int32").reshape(batches, shape.batch, shape.seq_len + 1)
+
+
+def _keras_timer(model, data: np.ndarray, fit: Callable, steps: int) -> Callable[[], float]:
+    import tensorflow as tf
+
+    x, y = data[..., :-1].reshape(-1, data.shape[-1] - 1), data[..., 1:].reshape(-1, data.shape[-1] - 1)
+    batch = data.shape[1]
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch, drop_remainder=True).repeat().prefetch(2)
+    fit(model, ds, 3)  # warm-up: tracing, XLA compilation
+
+    def timed() -> float:
+        start = time.perf_counter()
+        fit(model, ds, steps)
+        return time.perf_counter() - start
+
+    return timed
+
+
+def seqzoo_contender(cell: str, layers: int, precision: str, shape: Shape, data, steps: int):
+    import keras
+
+    import zoo
+    from zoo import training
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bf16" else "float32")
+    name = "gru" if cell == "gru" else ("lstm" if layers == 1 else "stacked_lstm")
+    config = zoo.ModelConfig(name, units=shape.units, num_layers=layers, return_sequences=True)
+    inputs = keras.Input((shape.seq_len,), dtype="int32")
+    x = keras.layers.Embedding(shape.vocab, shape.embed)(inputs)
+    logits = keras.layers.Dense(shape.vocab, dtype="float32")(zoo.apply(config, x))
+    model = keras.Model(inputs, logits)
+    training.compile_model(model, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    keras.mixed_precision.set_global_policy("float32")
+    return _keras_timer(model, data, lambda m, ds, n: training.fit(m, ds, epochs=1, steps_per_epoch=n, verbose=0), steps)
+
+
+def keras_contender(cell: str, layers: int, precision: str, shape: Shape, data, steps: int, jit_compile="auto"):
+    import keras
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bf16" else "float32")
+    rnn = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[cell]
+    model = keras.Sequential(
+        [keras.Input((shape.seq_len,), dtype="int32"), keras.layers.Embedding(shape.vocab, shape.embed)]
+        + [rnn(shape.units, return_sequences=True) for _ in range(layers)]
+        + [keras.layers.Dense(shape.vocab, dtype="float32")]
+    )
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=jit_compile)
+    keras.mixed_precision.set_global_policy("float32")
+    return _keras_timer(model, data, lambda m, ds, n: m.fit(ds, epochs=1, steps_per_epoch=n, verbose=0), steps)
+
+
+def _torch_timer(cell: str, layers: int, precision: str, shape: Shape, data: np.ndarray, steps: int):
+    """Build and warm a PyTorch model; return a function that times ``steps`` training steps."""
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    rnn_cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
+
+    class CharModel(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Embedding(shape.vocab, shape.embed)
+            self.rnn = rnn_cls(shape.embed, shape.units, num_layers=layers, batch_first=True)
+            self.head = torch.nn.Linear(shape.units, shape.vocab)
+
+        def forward(self, x):
+            return self.head(self.rnn(self.embed(x))[0])
+
+    model = CharModel()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    batches = torch.from_numpy(data.astype("int64"))
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def run(n: int) -> None:
+        for i in range(n):
+            b = batches[i % len(batches)]
+            x, y = b[:, :-1], b[:, 1:]
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                logits = model(x)
+            loss = loss_fn(logits.float().reshape(-1, shape.vocab), y.reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    run(3)
+
+    def timed() -> float:
+        start = time.perf_counter()
+        run(steps)
+        return time.perf_counter() - start
+
+    return timed
+
+
+def torch_contender(cell: str, layers: int, precision: str, shape: Shape, data, steps: int):
+    """PyTorch runs in its own process: in one process with TensorFlow, each framework's
+    thread pools slow the other down (measured here: PyTorch 16x slower)."""
+    import subprocess
+
+    np.save(data_file := os.path.join(_tmpdir(), "tokens.npy"), data)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.train_speed", "--torch-worker", cell, str(layers), precision, str(steps), data_file],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    if worker.stdout.readline().strip() != "ready":
+        raise RuntimeError("the PyTorch worker failed to start")
+
+    def timed() -> float:
+        worker.stdin.write("time\n")
+        worker.stdin.flush()
+        return float(worker.stdout.readline())
+
+    return timed
+
+
+def _tmpdir() -> str:
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="seqzoo-bench-")
+
+
+def _torch_worker(cell: str, layers: str, precision: str, steps: str, data_file: str) -> int:
+    timed = _torch_timer(cell, int(layers), precision, Shape(), np.load(data_file), int(steps))
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() == "time":
+            print(timed(), flush=True)
+    return 0
+
+
+CONTENDERS = {
+    "seqzoo": seqzoo_contender,
+    "keras": keras_contender,
+    "torch": torch_contender,
+}
+
+
+def measure(cells, layers_list, precisions, repeats: int, steps: int, shape: Shape, corpus, contenders) -> list[dict]:
+    data = _tokens(shape, 16, corpus)
+    tokens_per_run = steps * shape.batch * shape.seq_len
+    rows = []
+    for cell in cells:
+        for layers in layers_list:
+            for precision in precisions:
+                timers = {}
+                for name in contenders:
+                    print(f"  building {name} {cell} x{layers} {precision} ...", file=sys.stderr, flush=True)
+                    timers[name] = CONTENDERS[name](cell, layers, precision, shape, data, steps)
+                times = {name: [] for name in timers}
+                for _ in range(repeats):
+                    for name, timed in timers.items():  # interleaved
+                        times[name].append(timed())
+                row = {"cell": cell, "layers": layers, "precision": precision}
+                for name, ts in times.items():
+                    row[name] = tokens_per_run / statistics.median(ts)
+                rows.append(row)
+                print("  " + ", ".join(f"{k}: {v:,.0f} tok/s" for k, v in row.items() if k in timers), file=sys.stderr)
+    return rows
+
+
+def table(rows: list[dict], contenders) -> str:
+    head = ["cell", "layers", "precision"] + [f"{c} tok/s" for c in contenders]
+    if "torch" in contenders:
+        head += [f"{c}/torch" for c in contenders if c != "torch"]
+    if {"seqzoo", "keras"} <= set(contenders):
+        head.append("seqzoo overhead vs keras")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["cell"], str(r["layers"]), r["precision"]] + [f"{r[c]:,.0f}" for c in contenders]
+        if "torch" in contenders:
+            cells += [f"{r[c] / r['torch']:.2f}x" for c in contenders if c != "torch"]
+        if {"seqzoo", "keras"} <= set(contenders):
+            cells.append(f"{(r['keras'] / r['seqzoo'] - 1) * 100:+.1f}%")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--torch-worker"]:
+        return _torch_worker(*argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cells", default="lstm,gru", help="comma-separated: lstm,gru")
+    parser.add_argument("--layers", default="1,2", help="comma-separated depths")
+    parser.add_argument("--precisions", default="fp32,bf16", help="comma-separated: fp32,bf16")
+    parser.add_argument("--contenders", default="seqzoo,keras,torch", help=f"comma-separated from {', '.join(CONTENDERS)}")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved timing rounds; the median is reported")
+    parser.add_argument("--steps", type=int, default=10, help="training steps per timing")
+    parser.add_argument("--corpus", default=None, help="optional text file for real tokens (speed does not depend on it)")
+    parser.add_argument("--no-write", action="store_true", help="print only, do not update benchmarks/RESULTS.md")
+    args = parser.parse_args(argv)
+    contenders = [c for c in args.contenders.split(",") if c]
+    unknown = [c for c in contenders if c not in CONTENDERS]
+    if unknown:
+        parser.error(f"unknown contenders {unknown}; choose from {', '.join(CONTENDERS)}")
+    if "torch" in contenders:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            parser.error("PyTorch is not installed: pip install -e '.[bench]' (or drop torch from --contenders)")
+    import tensorflow as tf  # noqa: F401
+
+    from benchmarks.results import machine, write_section
+
+    shape = Shape()
+    rows = measure(args.cells.split(","), [int(v) for v in args.layers.split(",")], args.precisions.split(","),
+                   args.repeats, args.steps, shape, args.corpus, contenders)
+    body = (
+        f"## Training speed (`python -m benchmarks.train_speed {' '.join(argv)}`)\n\n"
+        f"{machine()}\n\nChar LM: Embedding {shape.embed} -> RNN {shape.units} x layers -> Dense {shape.vocab}, "
+        f"sequence {shape.seq_len}, batch {shape.batch}, Adam; median of {args.repeats} interleaved timings of "
+        f"{args.steps} steps each, after warm-up.\n\n{table(rows, contenders)}\n"
+    )
+    print(body)
+    if not args.no_write:
+        write_section("train_speed", body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,402 @@
+"""Next-day movement: will tomorrow's close be above today's, from the last ``--window`` days?
+
+    seqzoo train movement --model gru --window 30            # S&P 500 1999-2018 (offline, from arch)
+    seqzoo train movement --dataset nasdaq --quick
+    python -m tasks.movement --csv prices.csv --price-column Close
+
+Features (log return, high/low range, open-to-close body, volume change) use
+day t and t-1 only; labels, splits and scaling are in :mod:`.features`. The
+model is evaluated on the chronological test period and by walk-forward
+(expanding-window) folds against always-up, persistence and logistic
+regression on the same days. The export's ``serve`` takes raw daily rows and
+returns P(up): feature computation and scaling are inside the SavedModel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tasks import common
+from tasks.movement.data import DATASETS, Prices, load_prices
+from tasks.movement.features import (
+    FEATURES,
+    LABEL,
+    SplitIndex,
+    chronological_split,
+    feature_names,
+    labels,
+    normalizer,
+    num_samples,
+    series_features,
+    walk_forward,
+    windows,
+)
+from zoo.config import ModelConfig
+
+TASK = "movement"
+OBJECTIVE = ("val_balanced_accuracy", "max")
+QUICK_SAMPLES = 360  # labelled days --quick keeps (the most recent ones)
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class TaskData:
+    """Batched train/val/test datasets plus the arrays the baselines and the export need.
+
+    ``x[split]``: scaled feature windows (n, window, F); ``y[split]``: labels (n,);
+    ``days[split]``: row index ``t`` of each sample's last day in ``prices.frame``.
+    """
+
+    train: Any
+    val: Any
+    test: Any
+    spec: dict[str, Any]
+    provenance: dict[str, Any]
+    x: dict[str, np.ndarray]
+    y: dict[str, np.ndarray]
+    days: dict[str, np.ndarray]
+    prices: Prices
+    scaler: Any  # keras.layers.Normalization fitted on the training period
+
+    def raw_windows(self, split: str) -> np.ndarray:
+        """Raw rows ``t - window .. t`` of each sample: what ``serve`` takes (n, window + 1, C)."""
+        rows = windows(self.prices.frame.to_numpy(np.float32), self.spec["window"] + 1)
+        return rows[self.days[split] - self.spec["window"]]
+
+
+def build_parser(prog: str = "seqzoo train movement") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=common.Formatter)
+    g = parser.add_argument_group("data")
+    g.add_argument("--dataset", choices=DATASETS, default="sp500", help="offline daily OHLCV 1999-2018 shipped by arch")
+    g.add_argument("--csv", default=None, help="your daily prices: Yahoo-style (Date,Open,High,Low,Close,Adj Close,Volume) or a date column + one price column")
+    g.add_argument("--price-column", default=None, help="use only this column as the close (price-only features)")
+    g.add_argument("--date-column", default=None, help="date column name (default: Date/Datetime/Timestamp, any case)")
+    g.add_argument("--ticker", default=None, help="download daily prices with yfinance (pip install 'seqzoo[yfinance]'; needs internet)")
+    g.add_argument("--start", default=None, help="first date for --ticker (YYYY-MM-DD)")
+    g.add_argument("--end", default=None, help="end date for --ticker (YYYY-MM-DD)")
+    g.add_argument("--sort-dates", action="store_true", help="sort rows by date instead of failing on unsorted dates (counted)")
+    g.add_argument("--drop-duplicates", action="store_true", help="keep the last row of a repeated date instead of failing (counted)")
+    g.add_argument("--drop-bad-rows", action="store_true", help="drop rows with missing/non-numeric/non-positive values instead of failing (counted)")
+    g = parser.add_argument_group("task")
+    g.add_argument("--window", type=int, default=30, help="days of features per sample (serve takes window + 1 raw rows)")
+    g.add_argument("--val-fraction", type=float, default=0.15, help="validation period: this fraction of labelled days after train")
+    g.add_argument("--test-fraction", type=float, default=0.15, help="test period: the last fraction of labelled days")
+    g.add_argument("--folds", type=int, default=None, help="walk-forward expanding-window folds, each retrained from scratch (default 5, or 0 = skip with --quick)")
+    g.add_argument("--patience", type=int, default=3, help="early stopping patience on val_balanced_accuracy (epochs)")
+    g.add_argument("--class-weight", choices=("balanced", "none"), default="balanced", help="weight up/down days equally in the loss (and in the logistic baseline)")
+    common.add_model_arguments(parser, default_model="gru", default_units=32)
+    common.add_training_arguments(parser, epochs=15, batch_size=64, learning_rate=1e-3)
+    return parser
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if isinstance(args.window, bool) or args.window < 1:
+        raise ValueError(f"Received --window {args.window}, expected a positive integer (days)")
+    if args.folds is None:
+        args.folds = 0 if args.quick else 5
+    if args.folds != 0 and args.folds < 2:
+        raise ValueError(f"Received --folds {args.folds}, expected 0 (skip walk-forward) or at least 2")
+    if args.patience < 1:
+        raise ValueError(f"Received --patience {args.patience}, expected a positive integer")
+
+
+def _dataset(x: np.ndarray, y: np.ndarray, batch_size: int, weights: np.ndarray | None = None, seed: int | None = None):
+    import tensorflow as tf
+
+    parts = (x.astype(np.float32), y.astype(np.float32)[:, None]) + (() if weights is None else (weights.astype(np.float32),))
+    ds = tf.data.Dataset.from_tensor_slices(parts)
+    if seed is not None:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def make_data(prices: Prices, window: int, split: SplitIndex, *, batch_size: int = 64, class_weight: str = "balanced", seed: int = 0) -> TaskData:
+    """Scaled windows, labels and datasets for one chronological split of ``prices``."""
+    import keras
+
+    features = series_features(prices.frame)  # (N - 1, F): row i is day i + 1
+    scaler = normalizer(features, window, split.train)
+    scaled = keras.ops.convert_to_numpy(scaler(features))
+    n = split.test
+    x_all = windows(scaled, window)[:n]  # sample j: feature rows j .. j + window - 1 = days j + 1 .. j + window
+    y_all = labels(prices.close)[window : window + n]  # label of day t = j + window
+    days_all = np.arange(window, window + n)
+    ranges = split.ranges()
+    x = {k: x_all[r] for k, r in ranges.items()}
+    y = {k: y_all[r] for k, r in ranges.items()}
+    days = {k: days_all[r] for k, r in ranges.items()}
+    weights = None
+    counts = np.bincount(y["train"], minlength=2)
+    if class_weight == "balanced" and counts.all():
+        weights = (len(y["train"]) / (2.0 * counts))[y["train"]]
+    dates = prices.frame.index
+    close = prices.close
+    spec = {
+        "window": window,
+        "columns": list(prices.columns),
+        "features": list(feature_names(prices.columns)),
+        "feature_definitions": {k: FEATURES[k][1] for k in feature_names(prices.columns)},
+        "label": LABEL,
+        "mean": np.asarray(scaler.mean).ravel().tolist(),
+        "variance": np.asarray(scaler.variance).ravel().tolist(),
+        "scaling_fitted_on": f"features of days {dates[1].date()} .. {dates[split.train + window - 1].date()} (training windows only)",
+        "class_weight": class_weight,
+        "splits": {
+            k: {
+                "days": int(len(days[k])),
+                "first": str(dates[days[k][0]].date()) if len(days[k]) else None,
+                "last": str(dates[days[k][-1]].date()) if len(days[k]) else None,
+                "up_fraction": round(float(y[k].mean()), 4) if len(y[k]) else None,
+            }
+            for k in SPLITS
+        },
+        "ties": int((close[window + 1 : window + n + 1] == close[window : window + n]).sum()),
+    }
+    return TaskData(
+        train=_dataset(x["train"], y["train"], batch_size, weights, seed=seed),
+        val=_dataset(x["val"], y["val"], batch_size),
+        test=_dataset(x["test"], y["test"], batch_size),
+        spec=spec,
+        provenance=prices.provenance,
+        x=x,
+        y=y,
+        days=days,
+        prices=prices,
+        scaler=scaler,
+    )
+
+
+def load_data(args: argparse.Namespace) -> TaskData:
+    """The chronological train/val/test split of the prices ``args`` select."""
+    _check_args(args)
+    prices = load_prices(args)
+    if args.quick:
+        prices = prices.tail(QUICK_SAMPLES + args.window + 1)
+    n = num_samples(len(prices.frame), args.window)
+    split = chronological_split(n, args.val_fraction, args.test_fraction, window=args.window)
+    return make_data(prices, args.window, split, batch_size=args.batch_size, class_weight=args.class_weight, seed=args.seed)
+
+
+def build_model(config: ModelConfig, data: TaskData):
+    """Scaled feature windows (batch, window, F) -> zoo body -> P(up) (batch, 1)."""
+    import keras
+
+    import zoo
+
+    if config.return_sequences:
+        raise ValueError("The movement task predicts one direction per window; use return_sequences=False")
+    window, num_features = data.spec["window"], len(data.spec["features"])
+    inputs = keras.Input((window, num_features), name="features")
+    body = zoo.apply(config, inputs)  # (batch, units')
+    p_up = keras.layers.Dense(1, activation="sigmoid", name="p_up")(body)
+    return keras.Model(inputs, p_up, name=f"movement_{config.model}")
+
+
+def compile(model, data: TaskData, **training_kwargs):  # noqa: A001 - the task-module API name
+    """Binary cross-entropy; logs accuracy and balanced_accuracy (the tuner's objective)."""
+    from tasks.movement.evaluate import BalancedAccuracy
+    from zoo.training import compile_model
+
+    return compile_model(model, loss="binary_crossentropy", metrics=["accuracy", BalancedAccuracy()], **training_kwargs)
+
+
+def train(config: ModelConfig, data: TaskData, args: argparse.Namespace, run_dir: Path | None = None, verbose: int | str = "auto", **fit_overrides):
+    """Build, compile and fit with early stopping on val_balanced_accuracy (best weights restored).
+
+    The shared training flags (``--bptt``, gradient-norm monitoring, resume) reach
+    ``zoo.training.fit`` through ``tasks.common.fit_kwargs``; ``fit_overrides`` win.
+    """
+    import keras
+
+    from zoo.training import fit
+
+    model = compile(build_model(config, data), data, **common.training_kwargs(args))
+    stop = keras.callbacks.EarlyStopping(monitor=OBJECTIVE[0], mode=OBJECTIVE[1], patience=args.patience, restore_best_weights=True)
+    kwargs = {**common.fit_kwargs(args), **fit_overrides}
+    with warnings.catch_warnings():  # Keras warns that fit's default shuffle=True is moot for a tf.data input
+        warnings.filterwarnings("ignore", message=".*shuffle=True.*")
+        history = fit(model, data.train, data.val, epochs=args.epochs, run_dir=run_dir, callbacks=[stop], verbose=verbose, **kwargs)
+    return model, history
+
+
+def predict_up(model, x: np.ndarray) -> np.ndarray:
+    return model.predict(x, verbose=0).ravel()
+
+
+def evaluate_split(model, data: TaskData, seed: int = 0) -> tuple[dict, dict[str, np.ndarray]]:
+    """The model and the baselines on the test days of ``data``."""
+    from tasks.movement import evaluate as ev
+
+    days, close = data.days["test"], data.prices.close
+    predictions = {ev.MODEL: (predict_up(model, data.x["test"]) > 0.5).astype(int)}
+    class_weight = "balanced" if data.spec["class_weight"] == "balanced" else None
+    today_up = close[days] > close[days - 1]
+    predictions.update(ev.baseline_predictions(data.x["train"], data.y["train"], data.x["test"], today_up, class_weight=class_weight, seed=seed))
+    result = ev.evaluate(data.y["test"], predictions, ev.majority_class(data.y["train"]))
+    next_log_return = np.log(close[days + 1] / close[days])
+    result["strategy_total_return"] = {name: ev.strategy_returns(next_log_return, pred)["long_flat"] for name, pred in predictions.items()}
+    result["strategy_total_return"]["buy-and-hold"] = ev.strategy_returns(next_log_return, predictions[ev.MODEL])["buy_and_hold"]
+    return result, predictions
+
+
+def run_walk_forward(config: ModelConfig, prices: Prices, args: argparse.Namespace) -> dict:
+    """Retrain from scratch on each expanding window; score every fold and all folds pooled."""
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    from tasks.movement import evaluate as ev
+
+    tf.get_logger().setLevel("ERROR")  # a fresh model per fold retraces by design; TF would warn about it
+    n = num_samples(len(prices.frame), args.window)
+    folds, pooled_y, pooled = [], [], {}
+    for k, split in enumerate(tqdm(walk_forward(n, args.folds, args.val_fraction), desc="walk-forward folds", unit="fold")):
+        common.set_seed(args.seed + k + 1)
+        data = make_data(prices, args.window, split, batch_size=args.batch_size, class_weight=args.class_weight, seed=args.seed)
+        model, history = train(config, data, args, verbose=0, monitor=False)  # no run folder: nothing to resume
+        result, predictions = evaluate_split(model, data, args.seed)
+        folds.append({"fold": k + 1, "splits": data.spec["splits"], "epochs": len(history.epoch), **result})
+        pooled_y.append(data.y["test"])
+        for name, pred in predictions.items():
+            pooled.setdefault(name, []).append(pred)
+    majorities = {f["majority"] for f in folds}
+    majority = majorities.pop() if len(majorities) == 1 else "per fold: " + ", ".join(f["majority"] for f in folds)
+    pooled_eval = ev.evaluate(np.concatenate(pooled_y), {k: np.concatenate(v) for k, v in pooled.items()}, majority)
+    return {"folds": folds, "pooled": pooled_eval}
+
+
+def report_text(data: TaskData, test: dict, walk: dict | None, config: ModelConfig) -> str:
+    from tasks.movement import evaluate as ev
+
+    prov, spec = data.provenance, data.spec
+    s = spec["splits"]
+    lines = [
+        f"# movement: {config.model} on {prov['source']}",
+        "",
+        f"Rows: {prov['rows_read']} read, {prov['rows_used']} used ({prov['first_date']} .. {prov['last_date']}); "
+        f"dropped {prov['dropped_bad_rows']} bad rows{' ' + str(prov['bad_rows_by_reason']) if prov['bad_rows_by_reason'] else ''} and {prov['dropped_duplicate_dates']} duplicate dates; "
+        f"{prov['reordered_rows']} rows reordered; {prov['gaps_over_4_days']} gaps over 4 calendar days (largest {prov['largest_gap_days']} days)"
+        + (f"; --quick kept the last {prov['quick_cut_to_last_rows']} rows" if "quick_cut_to_last_rows" in prov else "")
+        + ".",
+        f"Label: {spec['label']}; {spec['ties']} ties in the labelled days. Features over {spec['window']} days: {', '.join(spec['features'])}.",
+        "Splits (chronological): "
+        + "; ".join(f"{k} {v['days']} days {v['first']} .. {v['last']} (up {v['up_fraction']:.1%})" for k, v in s.items()),
+        "",
+        f"## Test period ({s['test']['first']} .. {s['test']['last']}, {test['days']} days, up {test['up_fraction']:.1%})",
+        "",
+        ev.table(test),
+        "",
+        f"**{test['verdict']}**",
+        "",
+        "Total return over the test period, long/flat on each predictor's calls (no transaction costs): "
+        + ", ".join(f"{ev.label(k, test['majority'])} {v:+.1%}" for k, v in test["strategy_total_return"].items())
+        + ".",
+    ]
+    if walk:
+        lines += ["", f"## Walk-forward: {len(walk['folds'])} expanding-window folds, each retrained from scratch", ""]
+        names = list(walk["pooled"]["scores"])
+        lines.append("| fold | test days | " + " | ".join(f"{ev.label(n, '')} acc / bal" for n in names) + " | p (model > majority) |")
+        lines.append("|---|---|" + "---:|" * (len(names) + 1))
+        for f in walk["folds"]:
+            t = f["splits"]["test"]
+            cells = " | ".join(f"{f['scores'][n]['accuracy']:.3f} / {f['scores'][n]['balanced_accuracy']:.3f}" for n in names)
+            lines.append(f"| {f['fold']} | {t['first']} .. {t['last']} ({t['days']}, majority {f['majority']}) | {cells} | {f['binomial_test']['p_value']:.3g} |")
+        p = walk["pooled"]
+        cells = " | ".join(f"{p['scores'][n]['accuracy']:.3f} / {p['scores'][n]['balanced_accuracy']:.3f}" for n in names)
+        lines.append(f"| pooled | {p['days']} | {cells} | {p['binomial_test']['p_value']:.3g} |")
+        lines += ["", f"**Walk-forward pooled: {p['verdict']}**"]
+    return "\n".join(lines) + "\n"
+
+
+def preprocessor(data: TaskData):
+    """Raw rows (batch, window + 1, C) -> scaled features (batch, window, F), as in training."""
+    import keras
+
+    from tasks.movement.features import PriceFeatures
+
+    rows = keras.Input((data.spec["window"] + 1, len(data.spec["columns"])), name="rows")
+    features = PriceFeatures(data.spec["columns"], name="price_features")(rows)
+    return keras.Model(rows, data.scaler(features), name="movement_preprocessor")
+
+
+def export_model(model, data: TaskData, config: ModelConfig, args: argparse.Namespace, metrics: dict, files: dict[str, bytes]) -> Path:
+    """SavedModel whose ``serve`` maps raw daily rows to P(up); ``features`` returns the scaled features."""
+    import tensorflow as tf
+
+    from tasks.export import export, saved_models_root
+
+    pre = preprocessor(data)
+    spec = [tf.TensorSpec((None, data.spec["window"] + 1, len(data.spec["columns"])), tf.float32, name="rows")]
+    endpoints = {
+        "serve": (lambda rows: tf.reshape(model(pre(rows), training=False), (-1,)), spec),
+        "features": (lambda rows: pre(rows), spec),
+    }
+    serving = {
+        "serve": f"rows float32 (batch, {data.spec['window'] + 1}, {len(data.spec['columns'])}): the last window + 1 daily rows, "
+        f"oldest first, columns {data.spec['columns']} (prices split/dividend-adjusted, positive) -> P(next close > last close), shape (batch,)",
+        "features": "same rows -> the scaled features the model sees, (batch, window, F)",
+    }
+    card = {
+        "data": data.provenance,
+        "spec": data.spec,
+        "serving": serving,
+        "metrics": metrics,
+        "hyperparameters": {k: getattr(args, k) for k in ("window", "epochs", "batch_size", "learning_rate", "patience", "class_weight", "seed", "folds")},
+    }
+    return export(model, task=TASK, config=config, root=saved_models_root(args.saved_models), endpoints=endpoints, track=[pre], card=card, files=files)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tasks.movement import evaluate as ev
+
+    if args.quick:
+        args.epochs = 1
+    common.set_seed(args.seed)
+    data = load_data(args)
+    config = common.config_from_args(args, return_sequences=False)
+    out_dir = common.resolve_run_dir(args, TASK, config.model)
+    print(f"{data.provenance['source']}: {data.provenance['rows_used']} rows; splits {json.dumps(data.spec['splits'])}")
+    model, _ = train(config, data, args, out_dir)
+    test, predictions = evaluate_split(model, data, args.seed)
+    walk = run_walk_forward(config, data.prices, args) if args.folds else None
+    text = report_text(data, test, walk, config)
+    print("\n" + text)
+
+    days = data.days["test"]
+    dates, close = data.prices.frame.index, data.prices.close
+    title = f"{config.model} on {data.provenance['source']}, test period"
+    plots = [
+        ev.plot_directions(dates[days], close[days], predictions[ev.MODEL], out_dir / "directions.png", title),
+        ev.plot_strategy(
+            dates[days + 1],
+            np.log(close[days + 1] / close[days]),
+            {k: v for k, v in predictions.items() if k in (ev.MODEL, ev.LOGISTIC)},
+            out_dir / "strategy.png",
+            "Long/flat vs buy-and-hold, test period",
+        ),
+    ]
+    metrics = {"test": test, "walk_forward": walk}
+    (out_dir / "report.md").write_text(text)
+    (out_dir / "report.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    print(f"report and plots: {out_dir}")
+    if not args.no_export:
+        files = {p.name: p.read_bytes() for p in plots} | {"report.md": text}
+        path = export_model(model, data, config, args, metrics, files)
+        print(f"exported: {path}")
+    return 0
+
+
+def main(argv=None, prog: str = "seqzoo train movement") -> int:
+    common.quiet_tensorflow()
+    return common.cli(run, build_parser(prog), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""The two layers a series classifier puts in front of a zoo body.
+
+Import this module before ``keras.saving.load_model`` on a classify export's
+``model.keras`` (the SavedModel needs nothing).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="seqzoo")
+class LengthMask(keras.layers.Layer):
+    """``[values, lengths] -> values`` with steps ``t >= length`` zeroed and masked for the RNN.
+
+    ``where`` rather than a product, so NaN or any other padding is harmless.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    @staticmethod
+    def _mask(x, lengths):
+        steps = ops.cumsum(ops.ones_like(x[:, :, 0], dtype="int32"), axis=1)  # 1..T, also for symbolic T
+        return steps <= ops.expand_dims(ops.cast(lengths, "int32"), 1)  # (batch, time)
+
+    def call(self, inputs):
+        x, lengths = inputs
+        return ops.where(ops.expand_dims(self._mask(x, lengths), -1), x, ops.zeros_like(x))
+
+    def compute_mask(self, inputs, mask=None):
+        return self._mask(*inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+
+@keras.saving.register_keras_serializable(package="seqzoo")
+class FitLength(keras.layers.Layer):
+    """Crop or zero-pad the time axis to exactly ``timesteps`` (for models with per-step weights)."""
+
+    def __init__(self, timesteps: int, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps <= 0:
+            raise ValueError(
+                f"Received an invalid value for argument timesteps, expected a positive integer, got {timesteps!r}"
+            )
+        self.timesteps = timesteps
+
+    def call(self, x):
+        x = x[:, : self.timesteps]
+        x = ops.pad(x, [[0, 0], [0, self.timesteps - ops.shape(x)[1]], [0, 0]])
+        return ops.reshape(x, (-1, self.timesteps, x.shape[-1]))  # (batch, T, channels)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.timesteps, input_shape[2])
+
+    def get_config(self):
+        return {**super().get_config(), "timesteps": self.timesteps}

@@ -1,0 +1,252 @@
+"""Sequence classification: real JapaneseVowels data, .ts files written here, IMDB through
+tfds.testing.mock_data, every zoo model, and an export served by a separate Python process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tasks.sequence_classification as sc
+from tasks.sequence_classification import data as D
+from zoo.config import MODEL_NAMES
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _args(*argv: str, tmp_path: Path | None = None):
+    extra = [] if tmp_path is None else ["--runs", str(tmp_path / "runs"), "--saved-models", str(tmp_path / "sm")]
+    return sc.build_parser().parse_args([*argv, *extra])
+
+
+def _write_ts(path: Path, cases: list[str], *, dims: int = 2, labels: str = "a b", missing: bool = False) -> Path:
+    header = textwrap.dedent(f"""\
+        @problemName Toy
+        @timeStamps false
+        @missing {str(missing).lower()}
+        @univariate {str(dims == 1).lower()}
+        @dimensions {dims}
+        @equalLength false
+        @classLabel true {labels}
+        @data
+        """)
+    path.write_text(header + "\n".join(cases) + "\n")
+    return path
+
+
+GOOD = ["1,2,3:4,5,6:a", "2,3:5,6:b", "0,1,2,3:1,1,1,1:a", "5,4:3,2:b"]
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def test_japanese_vowels_splits_padding_and_train_only_normalization():
+    data = sc.load_data(_args())
+    spec, p = data.spec, data.provenance
+    assert (p["dataset"], p["train"], p["val"], p["test"], p["classes"], p["channels"]) == (
+        "JapaneseVowels", 243, 27, 370, 9, 12)
+    assert spec.class_names == [str(i) for i in range(1, 10)]
+    assert spec.train_max_length == 26 and p["lengths"] == "7-29"
+    # normalization: mean/std of the real steps of the training split (not val, not test)
+    full = D.read_ts(p["train_file"])
+    train_idx, val_idx = D.stratified_split(full.labels, 0.1, 0)
+    assert not set(train_idx) & set(val_idx) and len(set(full.labels[val_idx])) == 9  # stratified
+    steps = np.concatenate([full.values[i] for i in sorted(train_idx)])
+    np.testing.assert_allclose(spec.mean, steps.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(spec.std, steps.std(0), rtol=1e-4)
+    # test batches: padded to the longest test sequence (29), lengths kept, padding zero: nothing truncated
+    (values, lengths), labels = next(iter(data.test.unbatch().batch(400)))
+    assert values.shape == (370, 29, 12) and int(tf.reduce_max(lengths)) == 29 and int(tf.reduce_min(lengths)) == 7
+    steps = tf.range(29)[None, :] >= lengths[:, None]
+    assert float(tf.reduce_max(tf.abs(tf.boolean_mask(values, steps)))) == 0.0
+    assert sorted(set(labels.numpy().tolist())) == list(range(9))
+
+
+def test_padding_is_masked_and_length_is_respected():
+    """Outputs do not depend on what or how much padding follows each length, for masked and fixed-length models."""
+    data = sc.load_data(_args("--quick"))
+    (values, lengths), _ = next(iter(data.test))
+    values, lengths = values.numpy(), lengths.numpy()
+    longer = np.concatenate([values, np.full((len(values), 7, 12), np.nan, np.float32)], axis=1)
+    garbage = np.where(np.arange(values.shape[1])[None, :, None] < lengths[:, None, None], values, 123.0)
+    for name in ("gru", "bidirectional", "unshared_rnn"):
+        model = sc.build_model(sc.config_from_args(_args("--model", name), return_sequences=False), data)
+        ref = model([values, lengths]).numpy()
+        np.testing.assert_allclose(model([longer, lengths]).numpy(), ref, atol=1e-6)
+        np.testing.assert_allclose(model([garbage.astype(np.float32), lengths]).numpy(), ref, atol=1e-6)
+        # a real step removed changes the answer (the mask is not masking everything)
+        assert np.abs(model([values, np.maximum(lengths - 1, 1)]).numpy() - ref).max() > 1e-4
+
+
+def test_every_zoo_model_trains_and_round_trips(tmp_path):
+    data = sc.load_data(_args("--quick", "--batch-size", "64"))
+    (values, lengths), labels = next(iter(data.train))
+    for name in MODEL_NAMES:
+        args = _args("--quick", "--model", name, "--units", "8", "--pooling", "mean" if name == "gru" else "last")
+        config = sc.config_from_args(args, return_sequences=False)
+        model = sc.compile(sc.build_model(config, data), data, learning_rate=1e-2)
+        before = model.evaluate(data.train, verbose=0)[0]
+        for _ in range(3):
+            model.train_on_batch([values, lengths], labels)
+        assert model.evaluate(data.train, verbose=0)[0] < before, name
+        if name == "unshared_rnn":
+            assert model.get_layer("fit_length").timesteps == data.spec.train_max_length
+        path = tmp_path / f"{name}.keras"
+        model.save(path)
+        again = keras.saving.load_model(path)
+        np.testing.assert_allclose(again([values, lengths]), model([values, lengths]), atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("cases", "kwargs", "error", "words"),
+    [
+        (["1,2:3,4:a", "oops"], {}, ValueError, "malformed"),
+        (["1,2,3:4,5,6:a", "1,2:3,4:5,6:b"], {}, ValueError, "malformed"),  # 2 then 3 channels
+        (["1,2,3:4,5:a", "1,2:3,4:b"], {}, ValueError, "unequal length"),
+        (["1,?,3:4,5,6:a", "1,2:3,4:b"], {"missing": True}, ValueError, "case 1 has missing values"),
+        (["1,2,3:a", ":b"], {"dims": 1}, ValueError, "case 2 is empty"),  # an all-padding sequence
+    ],
+    ids=["malformed", "unequal-channel-count", "unequal-channel-length", "missing-values", "empty-series"],
+)
+def test_bad_ts_files(tmp_path, cases, kwargs, error, words):
+    path = _write_ts(tmp_path / "bad_TRAIN.ts", cases, **kwargs)
+    with pytest.raises(error, match=words) as info:
+        D.read_ts(path)
+    assert str(path) in str(info.value)
+
+
+def test_bad_input_through_the_command_line(tmp_path, capsys):
+    good = _write_ts(tmp_path / "good.ts", GOOD)
+    unseen = _write_ts(tmp_path / "unseen.ts", ["1,2:3,4:c", "1,2:3,4:a"], labels="a b c")
+    three = _write_ts(tmp_path / "three.ts", ["1,2:3,4:5,6:a"], dims=3)
+    runs = ["--runs", str(tmp_path / "runs"), "--no-export", "--quick"]
+    expect = {
+        ("--ts-train", str(tmp_path / "nope.ts"), "--ts-test", str(good)): "No .ts file at",
+        ("--ts-train", str(good), "--ts-test", str(unseen)): "never occur in training",
+        ("--ts-train", str(good), "--ts-test", str(three)): "channels",
+        ("--ts-train", str(good)): "both --ts-train and --ts-test",
+        ("--dataset", "NoSuchSet"): "JapaneseVowels",
+        ("--max-length", "0"): "--max-length",
+    }
+    for argv, words in expect.items():
+        assert sc.main([*argv, *runs]) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert words in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
+
+
+def test_user_ts_pair_trains(tmp_path):
+    """A pair of .ts files by path, variable lengths, string labels: trains and reports."""
+    rng = np.random.default_rng(0)
+    cases = []
+    for i in range(40):
+        label = "up" if i % 2 else "down"
+        n = int(rng.integers(3, 12))
+        ramp = np.linspace(0, 1, n) * (1 if label == "up" else -1)
+        cases.append(",".join(f"{v:.3f}" for v in ramp + rng.normal(0, 0.05, n)) + f":{label}")
+    train = _write_ts(tmp_path / "r_TRAIN.ts", cases[:30], dims=1, labels="down up")
+    test = _write_ts(tmp_path / "r_TEST.ts", cases[30:], dims=1, labels="down up")
+    args = _args("--ts-train", str(train), "--ts-test", str(test), "--epochs", "15", "--units", "8", "--no-export",
+                 "--batch-size", "8", tmp_path=tmp_path)
+    result = sc.train_and_evaluate(args, verbose=0)
+    assert result["data"].spec.class_names == ["down", "up"]
+    assert result["metrics"]["accuracy"] >= 0.9 and np.sum(result["metrics"]["confusion_matrix"]) == 10
+
+
+# ----------------------------------------------------------------------------- export
+
+
+SERVER = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    export, inputs, out = sys.argv[1:]
+    served = tf.saved_model.load(export)
+    batch = np.load(inputs)
+    result = {k: v.numpy() for k, v in served.serve(batch["values"], batch["lengths"]).items()}
+    sig = served.signatures["serving_default"](values=tf.constant(batch["values"][:3]),
+                                               lengths=tf.constant(batch["lengths"][:3]))
+    empty = "no error"
+    try:
+        served.serve(batch["values"][:2], np.array([5, 0], np.int32))
+    except tf.errors.InvalidArgumentError as exc:
+        empty = exc.message
+    assert not any(m.split(".")[0] in ("zoo", "tasks") for m in sys.modules), "the server imported seqzoo"
+    result["class_name"] = np.array([name.decode() for name in result["class_name"]])
+    np.savez(out, sig3=sig["probabilities"].numpy(), **result)
+    print(json.dumps({"all_padding": empty}))
+""")
+
+
+def test_quick_run_exports_and_serves_in_a_separate_process(tmp_path, capsys):
+    assert sc.main(["--quick", "--runs", str(tmp_path / "runs"), "--saved-models", str(tmp_path / "sm")]) == 0
+    out = capsys.readouterr().out
+    assert "test accuracy" in out and "macro-F1" in out and "confusion matrix PNG:" in out
+    export = tmp_path / "sm" / "classify" / "gru" / "1"
+    assert f"export: {export}" in out
+    card = json.loads((export / "card.json").read_text())
+    assert card["spec"]["class_names"] == [str(i) for i in range(1, 10)]
+    assert len(card["spec"]["normalization"]["mean"]) == 12 and card["metrics"]["n_test"] == 74
+    assert (export / "labels.txt").read_text().split() == card["spec"]["class_names"]
+    assert (export / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list(tmp_path.glob("runs/classify/gru/*/confusion_matrix.png"))
+
+    # raw (unnormalized) values of 5 test series, padded to 31 steps, another batch size than training
+    series = D.read_ts(D.bundled_paths("japanese_vowels")[1])
+    values, lengths = D.pad(series.values[:5], 31)
+    np.savez(tmp_path / "in.npz", values=values, lengths=lengths)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-c", SERVER, str(export), str(tmp_path / "in.npz"), str(tmp_path / "out.npz")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "all-padding" in json.loads(proc.stdout.strip().splitlines()[-1])["all_padding"]
+    served = np.load(tmp_path / "out.npz")
+
+    import tasks.sequence_classification.layers  # noqa: F401 (registers the layers for model.keras)
+    from tasks.export import load_keras
+
+    model = load_keras(export)
+    expected = model([values, lengths]).numpy()
+    np.testing.assert_allclose(served["probabilities"], expected, atol=1e-5)
+    np.testing.assert_allclose(served["sig3"], expected[:3], atol=1e-5)
+    np.testing.assert_allclose(served["probabilities"].sum(-1), 1.0, atol=1e-5)
+    assert served["class_index"].tolist() == expected.argmax(-1).tolist()
+    names = np.array(card["spec"]["class_names"])
+    assert served["class_name"].tolist() == names[expected.argmax(-1)].tolist()
+
+
+# ----------------------------------------------------------------------------- text (TFDS)
+
+
+def test_imdb_with_mock_data(tmp_path, monkeypatch):
+    import tensorflow_datasets as tfds
+
+    monkeypatch.setattr(D, "check_online", lambda name: None)  # mock_data fakes the download itself
+    with tfds.testing.mock_data(num_examples=48):
+        args = _args("--dataset", "tfds:imdb_reviews", "--quick", "--units", "8", "--max-length", "16",
+                     "--batch-size", "16", "--data-dir", str(tmp_path / "tfds"), tmp_path=tmp_path)
+        result = sc.train_and_evaluate(args, verbose=0)
+    assert result["data"].spec.class_names == ["neg", "pos"]
+    assert result["metrics"]["n_test"] == 48 and 0 <= result["metrics"]["accuracy"] <= 1
+    served = tf.saved_model.load(str(result["export"]))
+    texts = tf.constant(["a fine film", "dull and long, far too long"])
+    out = served.serve(texts)
+    np.testing.assert_allclose(out["probabilities"].numpy(), result["model"](texts).numpy(), atol=1e-5)
+
+
+def test_imdb_offline_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    # an unresolvable host (RFC 2606 '.invalid'): the same failure as offline, also on a connected machine
+    monkeypatch.setitem(D.DOWNLOAD_HOSTS, "imdb_reviews", ("seqzoo-test.invalid", 80))
+    code = sc.main(["--dataset", "tfds:imdb_reviews", "--data-dir", str(tmp_path / "tfds"), "--quick"])
+    err = capsys.readouterr().err
+    assert code == 2 and "needs internet once" in err and "--data-dir" in err

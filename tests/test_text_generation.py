@@ -1,0 +1,286 @@
+"""Text generation: data, vocabulary, every zoo model training, the exported
+``serve``/``step`` signatures and reproducible sampling outside seqzoo."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tasks import generate as gen
+from tasks import text_generation as tg
+from zoo import ModelConfig
+
+# Generates text from a SavedModel with TensorFlow + numpy only (no seqzoo import).
+GENERATE_ELSEWHERE = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    path, prime, length, temperature, top_k, seed = json.loads(sys.argv[1])
+    info = json.load(open(f"{path}/card.json"))["textgen"]
+    vocab = json.load(open(f"{path}/{info['vocab_file']}", encoding="utf-8"))
+    oov = info["oov_id"]
+    index = {c: i for i, c in enumerate(vocab) if i != oov}
+    loaded = tf.saved_model.load(path)
+    step = loaded.signatures["step"]
+    state = loaded.signatures["initial_state"](batch_size=tf.constant(1))
+
+    def feed(i, state):
+        out = step(ids=tf.constant([i], tf.int32), **state)
+        return out.pop("logits").numpy()[0], out
+
+    for c in prime:
+        logits, state = feed(index.get(c, oov), state)
+    u = 1.0 - np.random.default_rng(seed).random(length)
+    text = []
+    for t in range(length):
+        z = logits.astype(np.float64) / temperature
+        z[oov] = -np.inf
+        if 0 < top_k < len(z):
+            z[z < np.sort(z)[-top_k]] = -np.inf
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        i = min(int((np.cumsum(p) < u[t]).sum()), len(z) - 1)
+        text.append(vocab[i])
+        logits, state = feed(i, state)
+    assert not [m for m in sys.modules if m.split(".")[0] in ("zoo", "tasks")]
+    print(json.dumps("".join(text)))
+    """
+)
+
+
+def _args(**kw):
+    args = tg.build_parser().parse_args([])
+    for k, v in kw.items():
+        setattr(args, k, v)
+    return args
+
+
+def _train(tmp_path, *flags):
+    root = tmp_path / "saved"
+    argv = ["--quick", "--units", "16", "--embedding-dim", "8", "--sample-length", "0", "--saved-models", str(root),
+            "--runs", str(tmp_path / "runs"), *flags]
+    assert tg.main(argv) == 0
+    return next((root / tg.TASK).glob("*/1"))
+
+
+@pytest.fixture(scope="module")
+def lstm_export(tmp_path_factory):
+    """A quick lstm trained on the offline corpus and exported (shared by the sampling tests)."""
+    return _train(tmp_path_factory.mktemp("lstm"), "--model", "lstm", "--seq-len", "24")
+
+
+# ------------------------------------------------------------------ data
+
+
+def test_default_corpus_is_real_shakespeare_over_500kb():
+    text, prov = tg.default_corpus()
+    assert len(text.encode("utf-8")) > 4_000_000 and len(prov["files"]) == 38
+    assert "HAMLET:\nTo be, or not to be: that is the question:" in text
+    assert "**" not in text and "\\[" not in text
+
+
+def test_play_text_normalization():
+    md = "# Hamlet\n\n## ACT I\n\n_Enter Ghost_\n\n**HORATIO**  \nStay! speak,  \nI charge thee.\n\n__\\[Aside]_  \n"
+    assert tg._play_text(md) == "Hamlet\n\nACT I\n\nEnter Ghost\n\nHORATIO:\nStay! speak,\nI charge thee.\n\n[Aside]\n"
+
+
+def test_text_file_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        tg.read_text_file(tmp_path / "missing.txt")
+    (tmp_path / "empty.txt").write_text("")
+    with pytest.raises(ValueError, match="is empty"):
+        tg.read_text_file(tmp_path / "empty.txt")
+    (tmp_path / "blob.bin").write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(ValueError, match="not UTF-8 text"):
+        tg.read_text_file(tmp_path / "blob.bin")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(ValueError, match="holds no files"):
+        tg.read_text_file(tmp_path / "folder")
+    (tmp_path / "folder" / "b.txt").write_text("second")
+    (tmp_path / "folder" / "a.txt").write_text("first")
+    assert tg.read_text_file(tmp_path / "folder")[0] == "first\nsecond"
+
+
+def test_short_corpus_and_bad_seq_len(tmp_path):
+    f = tmp_path / "short.txt"
+    f.write_text("To be, or not to be. " * 20)  # 420 chars: 21 per val/test split
+    with pytest.raises(ValueError, match="Corpus too short.*--seq-len 30"):
+        tg.load_data(_args(text_file=str(f), seq_len=30))
+    with pytest.raises(ValueError, match="--seq-len must be a positive integer"):
+        tg.load_data(_args(text_file=str(f), seq_len=0))
+    assert tg.main(["--text-file", str(f), "--seq-len", "-1", "--no-export"]) == 2
+
+
+def test_vocab_from_train_only_unseen_chars_are_oov(tmp_path):
+    f = tmp_path / "t.txt"
+    f.write_text("abcab\n" * 300 + "xyz" * 40)  # x, y, z only in the last 5%
+    data = tg.load_data(_args(text_file=str(f), seq_len=8, batch_size=4))
+    assert data.vocab == ["[UNK]", "\n", "a", "b", "c"]
+    unseen = data.provenance["unseen_in_train"]
+    assert unseen["test"] == len(data.ids["test"]) == 96 and unseen["val"] == 120 - 96
+    assert (data.ids["test"] == tg.OOV_ID).all()
+    x, y = next(iter(data.train))
+    assert x.shape == (4, 8) and x.dtype == tf.int32
+    np.testing.assert_array_equal(x.numpy()[:, 1:], y.numpy()[:, :-1])  # y is x shifted by one
+
+
+def test_streaming_batches_continue_each_stream():
+    ids = np.arange(1000, dtype=np.int32)
+    batches = list(tg._streams(ids, seq_len=10, batch_size=4))
+    assert len(batches) == (999 // 4) // 10
+    (x0, y0), (x1, _) = batches[0], batches[1]
+    assert x0.shape == (4, 10)
+    np.testing.assert_array_equal(x1.numpy()[:, 0], x0.numpy()[:, -1] + 1)  # row i continues row i
+    np.testing.assert_array_equal(y0.numpy(), x0.numpy() + 1)
+
+
+def test_tfds_tiny_shakespeare_mocked_and_offline_message(monkeypatch):
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=20):
+        data = tg.load_data(_args(data="tfds", seq_len=8, batch_size=2))
+    assert data.provenance["source"].startswith("tfds tiny_shakespeare")
+    assert data.provenance["characters"]["val"] > 8 and data.spec["vocab_size"] > 2
+
+    def offline(*a, **k):
+        raise ConnectionError("Failed to establish a new connection: network is unreachable")
+
+    monkeypatch.setattr(tfds, "load", offline)
+    with pytest.raises(ValueError, match="Without network.*--text-file PATH"):
+        tg.load_data(_args(data="tfds", seq_len=8))
+
+
+# ------------------------------------------------------------------ sampling rule
+
+
+@pytest.mark.parametrize("temperature,top_k", [(1.0, 0), (0.5, 3), (2.0, 40)])
+def test_in_graph_sampling_rule_equals_numpy(temperature, top_k):
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(64, 30)).astype(np.float32) * 3
+    u = tg.uniforms(1, 64)
+    expected = [tg.pick_next(logits[i], u[i], temperature, top_k) for i in range(64)]
+    got = [int(tg._pick_tf(logits[i : i + 1], u[i], tf.constant(temperature, tf.float64), top_k)[0]) for i in range(64)]
+    assert got == expected
+    assert tg.OOV_ID not in got
+    if top_k:
+        ranks = [int((logits[i] > logits[i, got[i]]).sum()) for i in range(64)]
+        assert max(ranks) < top_k
+
+
+# ------------------------------------------------------------------ export, step signature, generation
+
+
+def test_export_card_vocab_and_signatures(lstm_export):
+    card = json.loads((lstm_export / "card.json").read_text())
+    assert card["task"] == "textgen" and card["textgen"]["state"] == "recurrent"
+    assert card["signatures"] == ["serve", "step", "initial_state"]
+    assert card["metrics"]["val_loss"] < card["metrics"]["unigram_baseline_val_loss"] + 1.5
+    assert abs(card["metrics"]["val_bits_per_char"] * np.log(2) - card["metrics"]["val_loss"]) < 1e-6
+    vocab = json.loads((lstm_export / "vocab.json").read_text(encoding="utf-8"))
+    assert vocab[0] == "[UNK]" and "\n" in vocab and len(vocab) == card["data"]["vocabulary_size"]
+
+    loaded = tf.saved_model.load(str(lstm_export))
+    ids = np.random.default_rng(0).integers(1, len(vocab), size=(2, 12)).astype(np.int32)
+    served = loaded.serve(tf.constant(ids)).numpy()  # (2, 12, vocab)
+    keras_model = gen.load_sampler(lstm_export)[0]._step.model
+    assert served.shape == (2, 12, len(vocab))
+    # Stepping one character at a time with the carried state gives the same logits as the whole window.
+    state = loaded.signatures["initial_state"](batch_size=tf.constant(2))
+    for t in range(12):
+        out = loaded.signatures["step"](ids=tf.constant(ids[:, t]), **state)
+        logits = out.pop("logits").numpy()
+        state = out
+        np.testing.assert_allclose(logits, served[:, t], atol=1e-5)
+    assert keras_model.name.endswith("_step")
+
+
+def test_generation_same_in_process_cli_and_elsewhere(lstm_export, capsys, tmp_path):
+    prime, length, temperature, top_k, seed = "ROMEO:\n", 120, 0.9, 10, 7
+    sampler, _ = gen.load_sampler(lstm_export)
+    here = sampler.generate(prime, length, temperature=temperature, top_k=top_k, seed=seed)
+    assert len(here) == length
+    assert here == sampler.generate(prime, length, temperature=temperature, top_k=top_k, seed=seed)
+    assert here != sampler.generate(prime, length, temperature=temperature, top_k=top_k, seed=seed + 1)
+    assert gen.main([str(lstm_export), "--prime", prime, "--length", str(length), "--temperature", str(temperature),
+                     "--top-k", str(top_k), "--seed", str(seed)]) == 0
+    assert capsys.readouterr().out == prime + here + "\n"
+    job = json.dumps([str(lstm_export), prime, length, temperature, top_k, seed])
+    proc = subprocess.run([sys.executable, "-c", GENERATE_ELSEWHERE, job], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == here
+
+
+def test_generate_bad_input(lstm_export, tmp_path, capsys):
+    sampler, _ = gen.load_sampler(lstm_export)
+    text = sampler.generate("Wie geht's? 日本", 20, seed=1)  # unseen characters: OOV, not a crash
+    assert len(text) == 20
+    assert gen.main([str(lstm_export), "--prime", "Ω ROMEO", "--length", "5"]) == 0
+    assert "replaced by the OOV token: ['Ω']" in capsys.readouterr().err
+    cases = [
+        ([str(lstm_export), "--temperature", "0"], "--temperature must be > 0"),
+        ([str(lstm_export), "--length", "0"], "--length must be a positive integer"),
+        ([str(lstm_export), "--prime", ""], "--prime must hold at least one character"),
+        ([str(tmp_path / "nope")], "does not exist"),
+        ([str(tmp_path)], "is not a seqzoo export"),
+    ]
+    other = tmp_path / "classify" / "gru" / "1"
+    other.mkdir(parents=True)
+    (other / "card.json").write_text(json.dumps({"task": "classify", "model": "gru"}))
+    cases.append(([str(other)], "not a text generation model"))
+    for argv, message in cases:
+        assert gen.main(argv) == 2, argv
+        assert message in capsys.readouterr().err, argv
+
+
+# ------------------------------------------------------------------ every zoo model
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--model", "unshared_rnn", "--seq-len", "12"],
+        pytest.param(["--model", "bidirectional", "--seq-len", "12"], marks=pytest.mark.slow),
+        ["--model", "gru", "--mode", "stream", "--seq-len", "16"],
+    ],
+    ids=["unshared_rnn", "bidirectional", "gru-stream"],
+)
+def test_special_models_train_export_and_sample(tmp_path, flags):
+    path = _train(tmp_path, *flags)
+    card = json.loads((path / "card.json").read_text())
+    assert np.isfinite(card["metrics"]["val_loss"])
+    window = flags[1] in tg.WINDOW_MODELS
+    assert card["textgen"]["state"] == ("window" if window else "recurrent")
+    sampler, _ = gen.load_sampler(path)
+    text = sampler.generate("ROMEO:", 30, seed=2)
+    assert len(text) == 30 and text == sampler.generate("ROMEO:", 30, seed=2)
+    if window:  # the exported step re-feeds the window: state is the last seq_len ids
+        loaded = tf.saved_model.load(str(path))
+        state = loaded.signatures["initial_state"](batch_size=tf.constant(1))
+        assert state["state_0"].shape == (1, 12)
+        out = loaded.signatures["step"](ids=tf.constant([3]), **state)
+        assert out["state_0"].numpy()[0, -1] == 3 and out["logits"].shape == (1, card["data"]["vocabulary_size"])
+
+
+@pytest.mark.parametrize("model", ["stacked_lstm", "simple_rnn", "bidirectional"])
+def test_other_models_learn(model):
+    """lstm, gru and unshared_rnn train and export above; the rest take training steps here."""
+    data = tg.load_data(_args(quick=True, seq_len=10, batch_size=8, embedding_dim=4))
+    config = ModelConfig(model, units=8, num_layers=2 if model == "stacked_lstm" else 1, return_sequences=True)
+    m = tg.compile(tg.build_model(config, data), learning_rate=1e-2, jit_compile=False)
+    x, y = next(iter(data.train))
+    losses = [float(m.train_on_batch(x, y)[0]) for _ in range(4)]
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]
+    expected = (8, data.spec["vocab_size"]) if model == "bidirectional" else (8, 10, data.spec["vocab_size"])
+    assert tuple(m(x).shape) == expected  # bidirectional: one next-character prediction per window
+
+
+def test_stream_mode_refuses_window_models(tmp_path):
+    data = tg.load_data(_args(quick=True, seq_len=10, batch_size=8, mode="stream"))
+    with pytest.raises(ValueError, match="has no carried state; use --mode random"):
+        tg.build_model(ModelConfig("unshared_rnn", units=4, return_sequences=True), data)

@@ -1,0 +1,412 @@
+"""seqzoo tune: search space, HyperModel, results/export, resume after a kill, chief + workers, bad input.
+
+The tuner is driven through a tiny task module defined in THIS file (a real Keras
+model on synthetic sequences that follows the task-module API), so the searches
+take seconds; ``python -m tuning test_tuning`` imports it by module path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tasks.common import add_model_arguments, add_training_arguments, cli, config_from_args, training_kwargs
+
+ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+ME = Path(__file__).stem  # the module path `python -m tuning` imports this toy task by
+
+# ----------------------------------------------------------------------------- a toy task (the task-module API)
+
+TASK = "toy"
+OBJECTIVE = ("val_accuracy", "max")
+T, F = 8, 3
+
+
+@dataclass
+class ToyData:
+    train: Any
+    val: Any
+    test: Any
+    spec: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+
+
+def build_parser(prog: str = "toy") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="toy task: is the first channel's sum positive?")
+    parser.add_argument("--samples", type=int, default=256, help="training sequences")
+    add_model_arguments(parser, default_units=8)
+    add_training_arguments(parser, epochs=2, batch_size=32)
+    return parser
+
+
+def load_data(args) -> ToyData:
+    import tensorflow as tf
+
+    rng = np.random.default_rng(args.seed)
+
+    def split(n):
+        x = rng.normal(size=(n, T, F)).astype("float32")
+        y = (x[:, :, 0].sum(axis=1) > 0).astype("int32")
+        return tf.data.Dataset.from_tensor_slices((x, y)).batch(args.batch_size)
+
+    return ToyData(split(args.samples), split(64), split(64), {"timesteps": T, "features": F},
+                   {"source": "synthetic", "seed": args.seed})
+
+
+def build_model(config, data):
+    import keras
+
+    import zoo
+
+    x = keras.Input((T, F), name="x")  # (batch, time, features)
+    h = zoo.apply(config, x)  # (batch, units')
+    return keras.Model(x, keras.layers.Dense(2, activation="softmax")(h))
+
+
+def compile(model, data, **kwargs):  # noqa: A001 (the task API's name)
+    from zoo.training import compile_model
+
+    return compile_model(model, loss="sparse_categorical_crossentropy", metrics=["accuracy"], **kwargs)
+
+
+def run(args) -> int:
+    from tasks.export import export, saved_models_root
+    from zoo.training import fit
+
+    data = load_data(args)
+    config = config_from_args(args, return_sequences=False)
+    model = compile(build_model(config, data), data, **training_kwargs(args))
+    fit(model, data.train, data.val, epochs=1 if args.quick else args.epochs, verbose=0)
+    if not args.no_export:
+        print(export(model, task=TASK, config=config, root=saved_models_root(args.saved_models)))
+    return 0
+
+
+def main(argv=None, prog="toy") -> int:
+    return cli(run, build_parser(prog), argv)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KERASTUNER_")}
+    env.update(TF_CPP_MIN_LOG_LEVEL="3", MPLBACKEND="Agg", CUDA_VISIBLE_DEVICES="")
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(ROOT), env.get("PYTHONPATH", "")])
+    return env
+
+
+def _tune(*argv: str) -> list[str]:
+    return [sys.executable, "-m", "tuning", ME, *argv]
+
+
+SMALL = ["--range", "units=4:8", "--range", "num_layers=1:2", "--verbose", "0", "--epochs", "2"]
+
+
+def _events(project: Path) -> list[dict]:
+    from tuning.search import read_events
+
+    return read_events(project)
+
+
+def _trials(project: Path) -> dict[str, dict]:
+    return {json.loads(p.read_text())["trial_id"]: json.loads(p.read_text())
+            for p in project.glob("trial_*/trial.json")}
+
+
+def _tune_main(*argv: str) -> int:
+    from tuning.cli import main
+
+    return main([ME, *argv], prog="seqzoo tune")
+
+
+# ----------------------------------------------------------------------------- search space (no TensorFlow work)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"models": ()}, "Empty search space: no model families"),
+        ({"clipnorms": ()}, "Empty search space: no clipnorm"),
+        ({"models": ("lstm",), "pins": {"num_layers": 2}}, "no model in lstm allows num_layers = 2"),
+        ({"models": ("stacked_lstm",), "ranges": {"num_layers": (1, 1)}}, "stacked_lstm needs >= 2"),
+        ({"models": ("gru",), "clipnorms": ("none",), "pins": {"units": 8, "num_layers": 1, "learning_rate": 0.01,
+                                                            "dropout": 0.0}}, "every hyperparameter is pinned"),
+        ({"ranges": {"units": (64, 16)}}, "min > max for units"),
+        ({"pins": {"width": 3}}, "Cannot pin unknown hyperparameter 'width'"),
+        ({"models": ("lstm", "transformer")}, "Unknown model 'transformer'"),
+        ({"pins": {"units": 8}, "ranges": {"units": (4, 8)}}, "both pinned and given a range"),
+    ],
+)
+def test_search_space_refuses_bad_input(kwargs, message):
+    from tuning.space import SearchSpace
+
+    with pytest.raises(ValueError, match=message):
+        SearchSpace(**kwargs)
+
+
+def test_flag_parsing_and_depth_groups():
+    from tuning.space import SearchSpace, parse_pins, parse_ranges
+
+    assert parse_pins(["units=64", "clipnorm=1", "model=gru"]) == {"units": 64, "clipnorm": "1.0", "model": "gru"}
+    assert parse_ranges(["learning_rate=1e-4:1e-3"]) == {"learning_rate": (1e-4, 1e-3)}
+    for bad, message in [("units=big:8", "expected an integer"), ("units=big", "expected units=MIN:MAX"), ("units=8:4", "min > max"), ("foo=1:2", "unknown"),
+                         ("model=lstm:gru", "is a choice, not a range"), ("units", "expected NAME=VALUE")]:
+        with pytest.raises(ValueError, match=message):
+            parse_ranges([bad])
+    with pytest.raises(ValueError, match="unknown hyperparameter 'depth'"):
+        parse_pins(["depth=3"])
+    with pytest.raises(ValueError, match="expected 'none' or a positive number"):
+        parse_pins(["clipnorm=-1"])
+    space = SearchSpace(models=("lstm", "stacked_lstm", "gru", "simple_rnn"), ranges={"num_layers": (1, 3)})
+    # lstm: exactly 1 (fixed); stacked_lstm: 2..3; the others: 1..3
+    assert space.depth_groups() == {(1, 1): ["lstm"], (2, 3): ["stacked_lstm"], (1, 3): ["gru", "simple_rnn"]}
+    assert space.units_grid() == [16, 32, 64, 128] and space.default("units") == 64
+    pinned = SearchSpace(models=("lstm", "stacked_lstm", "gru"), pins={"num_layers": 3})
+    assert pinned.models == ("stacked_lstm", "gru") and "lstm left out" in pinned.notes[0]
+
+
+# ----------------------------------------------------------------------------- HyperModel
+
+
+def _hypermodel(space=None, **flags):
+    import keras_tuner as kt
+
+    from tuning.hypermodel import SeqzooHyperModel
+    from tuning.space import SearchSpace
+
+    argv = [f"--{k.replace('_', '-')}={v}" for k, v in flags.items()]
+    args = build_parser().parse_args(["--samples", "64", *argv])
+    task = sys.modules[__name__]
+    return SeqzooHyperModel(task, load_data(args), args, space or SearchSpace(), kt.Objective(*OBJECTIVE), verbose=0)
+
+
+def test_hypermodel_respects_each_models_depth_and_pins():
+    import keras_tuner as kt
+
+    from tuning.space import SearchSpace
+
+    space = SearchSpace(models=("lstm", "stacked_lstm", "gru"), ranges={"num_layers": (1, 3), "units": (4, 8)},
+                        pins={"learning_rate": 0.005})
+    hm = _hypermodel(space)
+    for model, depth in [("lstm", 1), ("stacked_lstm", 2), ("gru", 1)]:  # explicit defaults per family
+        hp = hm.fixed_hyperparameters()
+        hp.values["model"] = model
+        config, compile_kwargs, values = hm.draw(hp)
+        assert values["num_layers"] == depth and values["clipnorm"] == "none"
+        assert (config.model, config.num_layers, config.units) == (model, depth, 8)
+        assert compile_kwargs["learning_rate"] == 0.005 and compile_kwargs["clipnorm"] is None
+    assert [h.name for h in hp.space if h.name.startswith("num_layers")] == [
+        "num_layers[stacked_lstm]", "num_layers[gru]"]  # lstm (exactly one layer) has no depth to search
+    # sampled trials: every value stays in its family's depth range
+    oracle = kt.oracles.RandomSearchOracle(objective=kt.Objective(*OBJECTIVE), max_trials=30, seed=3,
+                                           hyperparameters=hm.fixed_hyperparameters())
+    hp = hm.fixed_hyperparameters()
+    hm.draw(hp)
+    oracle.update_space(hp)
+    for _ in range(12):
+        hp.values = oracle._random_values()
+        hp2 = oracle.get_space()
+        hp2.values = hp.values
+        config, kw, _ = hm.draw(hp2)
+        low, high = {"lstm": (1, 1), "stacked_lstm": (2, 3), "gru": (1, 3)}[config.model]
+        assert low <= config.num_layers <= high and config.units in (4, 8) and kw["learning_rate"] == 0.005
+
+
+def test_global_clipnorm_conflicts_with_clipnorm_search():
+    with pytest.raises(ValueError, match="--global-clipnorm cannot be combined"):
+        _hypermodel(global_clipnorm=1.0)
+
+
+# ----------------------------------------------------------------------------- a whole search, in process
+
+
+def test_search_writes_table_plot_and_exports_the_best(tmp_path, capsys):
+    project, saved = tmp_path / "project", tmp_path / "saved"
+    rc = _tune_main("--max-trials", "4", "--project", str(project), "--saved-models", str(saved),
+                    "--models", "lstm,stacked_lstm,gru", "--clipnorms", "none,1.0", *SMALL)
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    import csv
+
+    rows = list(csv.DictReader((project / "results.csv").open()))
+    assert [r["trial"] for r in rows] == ["0", "1", "2", "3"] and {r["status"] for r in rows} == {"COMPLETED"}
+    for r in rows:
+        low, high = {"lstm": (1, 1), "stacked_lstm": (2, 2), "gru": (1, 2)}[r["model"]]
+        assert low <= int(r["num_layers"]) <= high and r["units"] in ("4", "8") and r["clipnorm"] in ("none", "1.0")
+        assert 0 <= float(r["score"]) <= 1 and float(r["seconds"]) > 0 and r["tuner"] == "tuner0"
+    assert "val_accuracy" in (project / "results.md").read_text().splitlines()[2]
+    assert (project / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "trial  status  " in out and " val_accuracy " in out  # the printed table
+    best = max(rows, key=lambda r: float(r["score"]))
+    [export_dir] = list((saved / "toy").glob("*/1"))
+    card = json.loads((export_dir / "card.json").read_text())
+    hyper = card["hyperparameters"]
+    assert card["model"] == best["model"] and card["config"]["num_layers"] == int(best["num_layers"])
+    assert {k: str(hyper[k]) for k in ("model", "num_layers", "units", "clipnorm")} == {
+        k: best[k] for k in ("model", "num_layers", "units", "clipnorm")}
+    assert card["tuning"]["score"] == pytest.approx(max(float(r["score"]) for r in rows))
+    # the export serves in a separate process and matches the Keras model
+    from tasks.export import load_keras
+
+    x = np.random.default_rng(0).normal(size=(5, T, F)).astype("float32")
+    expected = np.asarray(load_keras(export_dir)(x))
+    code = ("import sys, numpy as np, tensorflow as tf; m = tf.saved_model.load(sys.argv[1]); "
+            "x = np.load(sys.argv[2]); print(np.asarray(m.serve(x)).tolist())")
+    np.save(tmp_path / "x.npy", x)
+    got = subprocess.run([sys.executable, "-c", code, str(export_dir), str(tmp_path / "x.npy")], env=_env(),
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    np.testing.assert_allclose(np.array(json.loads(got.strip().splitlines()[-1])), expected, rtol=1e-5, atol=1e-6)
+    # a second run with the same project resumes a finished search: nothing is re-run
+    rc = _tune_main("--max-trials", "4", "--project", str(project), "--no-export",
+                    "--models", "lstm,stacked_lstm,gru", "--clipnorms", "none,1.0", *SMALL)
+    assert rc == 0 and len([e for e in _events(project) if e["event"] == "end"]) == 4
+    # ... and one with another space is refused
+    rc = _tune_main("--max-trials", "4", "--project", str(project), "--models", "gru", *SMALL)
+    assert rc == 2 and "was started with a different space" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- bad input through the CLI
+
+
+def test_cli_bad_input_is_one_clear_line(tmp_path, capsys):
+    cases = [
+        (["--objective", "val_auc"], "Objective 'val_auc' is not logged by task 'toy'; it logs: accuracy, loss, val_accuracy, val_loss"),
+        (["--units", "32"], "--units is searched by the tuner; pin it with --pin units=VALUE"),
+        (["--pin", "width=3"], "unknown hyperparameter 'width'"),
+        (["--range", "units=64:16"], "min > max for units"),
+        (["--models", ""], "Empty search space"),
+        (["--worker", "127.0.0.1:notaport"], "expected HOST:PORT"),
+        (["--tuner", "hyperband", "--quick"], "hyperband needs --epochs >= 2"),
+    ]
+    for i, (argv, message) in enumerate(cases):
+        rc = _tune_main("--project", str(tmp_path / f"p{i}"), "--samples", "64", *SMALL, *argv)
+        err = capsys.readouterr().err
+        assert rc == 2 and message in err and "Traceback" not in err, (argv, err)
+    rc = _tune_main("--project", str(tmp_path / "p"), "--max-trials", "0", *SMALL)
+    assert rc == 2 and "expected a positive integer" in capsys.readouterr().err
+    from tuning.cli import main
+
+    assert main(["no_such_task_module"]) == 2
+    assert "Unknown task 'no_such_task_module'" in capsys.readouterr().err
+
+
+def test_port_in_use_and_unreachable_chief(tmp_path, capsys, monkeypatch):
+    for name in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
+        monkeypatch.delenv(name, raising=False)  # --chief/--worker set them in this process; undone after
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        rc = _tune_main("--project", str(tmp_path / "p"), "--chief", f"127.0.0.1:{port}", *SMALL)
+        err = capsys.readouterr().err
+        assert rc == 2 and f"Cannot bind the chief to 127.0.0.1:{port}" in err and "already in use" in err
+    from tuning.distributed import free_port
+
+    port = free_port()
+    start = time.monotonic()
+    rc = _tune_main("--project", str(tmp_path / "p"), "--worker", f"127.0.0.1:{port}", "--connect-timeout", "1",
+                    *SMALL)
+    err = capsys.readouterr().err
+    assert rc == 2 and f"Cannot reach the tuning chief at 127.0.0.1:{port} within 1 s" in err
+    assert time.monotonic() - start < 15
+    rc = _tune_main("--project", str(tmp_path / "q"), *SMALL)  # a stray KerasTuner variable is refused
+    assert rc == 2 and "KERASTUNER_ORACLE_IP" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- resume after a kill
+
+
+def test_killed_search_resumes_without_losing_or_repeating_trials(tmp_path):
+    project = tmp_path / "project"
+    argv = _tune("--max-trials", "3", "--project", str(project), "--no-export", "--samples", "512",
+                 "--models", "gru", *SMALL)
+    log = open(tmp_path / "first.log", "w")  # noqa: SIM115
+    first = subprocess.Popen(argv, env=_env(), cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 240
+    try:  # kill it while trial 1 runs, after trial 0 ended
+        while time.monotonic() < deadline and first.poll() is None:
+            seen = {(e["event"], e["trial"]) for e in _events(project)}
+            if ("end", "0") in seen and ("start", "1") in seen:
+                break
+            time.sleep(0.05)
+        assert first.poll() is None, (tmp_path / "first.log").read_text()[-2000:]
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+        log.close()
+    before = _trials(project)
+    assert before["0"]["status"] == "COMPLETED" and before["1"]["status"] == "RUNNING"
+    score0 = before["0"]["score"]
+
+    second = subprocess.run(argv, env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert second.returncode == 0, second.stderr[-3000:]
+    after = _trials(project)
+    assert sorted(after) == ["0", "1", "2"] and {t["status"] for t in after.values()} == {"COMPLETED"}
+    assert after["0"]["score"] == score0  # the finished trial was kept, not re-run
+    events = _events(project)
+    ends = [e["trial"] for e in events if e["event"] == "end"]
+    assert sorted(ends) == ["0", "1", "2"]  # each trial finished exactly once
+    pids = {e["pid"] for e in events}
+    assert len(pids) == 2
+    # trial 1 was interrupted in the first process and re-run from its start in the second
+    assert [e["pid"] == first.pid for e in events if e["trial"] == "1" and e["event"] == "start"] == [True, False]
+
+
+# ----------------------------------------------------------------------------- chief + two workers
+
+
+def test_chief_and_two_workers_share_the_trials(tmp_path):
+    project = tmp_path / "project"
+    argv = _tune("--max-trials", "4", "--project", str(project), "--samples", "64", "--saved-models",
+                 str(tmp_path / "saved"), "--models", "gru,simple_rnn", *SMALL, "--epochs", "1", "--workers", "2",
+                 "--timeout", "240")
+    proc = subprocess.run(argv, env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "serving the oracle on 127.0.0.1:" in proc.stdout
+    import csv
+
+    rows = list(csv.DictReader((project / "results.csv").open()))  # written by the chief
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"COMPLETED"}
+    by_worker = {w: sum(r["tuner"] == w for r in rows) for w in ("worker0", "worker1")}
+    assert by_worker["worker0"] >= 1 and by_worker["worker1"] >= 1 and sum(by_worker.values()) == 4, by_worker
+    ends = [e for e in _events(project) if e["event"] == "end"]
+    assert sorted(e["trial"] for e in ends) == [str(i) for i in range(4)]
+    assert len({e["pid"] for e in ends}) == 2  # two worker processes ran them
+    assert len(list((tmp_path / "saved" / "toy").glob("*/1/card.json"))) == 1
+
+
+# ----------------------------------------------------------------------------- the real classify task
+
+
+@pytest.mark.slow
+def test_tune_real_classify_task_quick(tmp_path):
+    """JapaneseVowels (sktime's offline copy), --quick: 3 trials, table, export with hyperparameters in the card."""
+    project, saved = tmp_path / "project", tmp_path / "saved"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tuning", "classify", "--quick", "--max-trials", "3", "--project", str(project),
+         "--saved-models", str(saved), "--models", "gru,lstm", "--range", "units=8:16", "--verbose", "0"],
+        env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    import csv
+
+    rows = list(csv.DictReader((project / "results.csv").open()))
+    assert len(rows) == 3 and {r["status"] for r in rows} == {"COMPLETED"}
+    [card] = [json.loads(p.read_text()) for p in (saved / "classify").glob("*/1/card.json")]
+    assert card["hyperparameters"]["model"] in ("gru", "lstm") and card["tuning"]["objective"] == ["val_accuracy", "max"]
+    assert card["tuning"]["score"] == pytest.approx(max(float(r["score"]) for r in rows))

@@ -1,0 +1,247 @@
+"""Tuners, the results table and plot, and the export of the best model.
+
+Every tuner records, per trial, the seconds it took and which tuner process
+ran it (``trial_<id>/seqzoo.json``), and appends ``start``/``end`` events to
+``<project>/events.jsonl`` -- the results table and the resume and
+distributed tests read them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import keras_tuner as kt
+
+from tuning.hypermodel import SeqzooHyperModel
+from tuning.space import SEARCHED
+
+EVENTS = "events.jsonl"
+SIDECAR = "seqzoo.json"
+SEARCH_FILE = "search.json"
+COLUMNS = ["trial", "status", *SEARCHED, "score", "seconds", "tuner"]
+
+
+def _append_event(project: str | os.PathLike, **event: Any) -> None:
+    line = json.dumps({"time": round(time.time(), 3), "pid": os.getpid(), **event}) + "\n"
+    with open(Path(project) / EVENTS, "a", encoding="utf-8") as fh:  # O_APPEND: one line per write
+        fh.write(line)
+
+
+def read_events(project: str | os.PathLike) -> list[dict[str, Any]]:
+    path = Path(project) / EVENTS
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class _Recorded:
+    """Mixin: times every trial and records the tuner that ran it."""
+
+    def run_trial(self, trial, *args, **kwargs):
+        _append_event(self.project_dir, event="start", trial=trial.trial_id, tuner=self.tuner_id)
+        start = time.perf_counter()
+        result = super().run_trial(trial, *args, **kwargs)
+        sidecar = {"seconds": round(time.perf_counter() - start, 3), "tuner": self.tuner_id, "pid": os.getpid()}
+        (Path(self.get_trial_dir(trial.trial_id)) / SIDECAR).write_text(json.dumps(sidecar) + "\n")
+        return result
+
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)  # the oracle has the trial's end now
+        _append_event(self.project_dir, event="end", trial=trial.trial_id, tuner=self.tuner_id, status=trial.status)
+
+
+class RandomSearch(_Recorded, kt.RandomSearch):
+    pass
+
+
+class BayesianOptimization(_Recorded, kt.BayesianOptimization):
+    pass
+
+
+class Hyperband(_Recorded, kt.Hyperband):
+    pass
+
+
+TUNERS = {"random": RandomSearch, "bayesian": BayesianOptimization, "hyperband": Hyperband}
+
+
+def make_tuner(kind: str, hypermodel: SeqzooHyperModel, *, project: str | os.PathLike, max_trials: int,
+               seed: int, overwrite: bool = False) -> kt.Tuner:
+    """A KerasTuner tuner over ``hypermodel`` in ``project`` (resumed when it exists, unless ``overwrite``)."""
+    if kind not in TUNERS:
+        raise ValueError(f"Unknown tuner {kind!r}; expected one of {', '.join(TUNERS)}")
+    if isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials <= 0:
+        raise ValueError(f"Received --max-trials {max_trials!r}, expected a positive integer")
+    project = Path(project)
+    common = dict(objective=hypermodel.objective, seed=seed, hyperparameters=hypermodel.fixed_hyperparameters(),
+                  directory=str(project.parent), project_name=project.name, overwrite=overwrite)
+    if kind == "hyperband":
+        if hypermodel.epochs < 2:
+            raise ValueError("--tuner hyperband needs --epochs >= 2 (it trains brackets of growing epochs); "
+                             "use --tuner random with --quick")
+        return Hyperband(hypermodel, max_epochs=hypermodel.epochs, factor=3, **common)
+    return TUNERS[kind](hypermodel, max_trials=max_trials, **common)
+
+
+def check_project(project: Path, record: dict[str, Any]) -> None:
+    """Refuse to resume a project that searched something else; else record what this one searches."""
+    path = project / SEARCH_FILE
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if old != record:
+            changed = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k))
+            raise ValueError(
+                f"Project {project} was started with a different {', '.join(changed)}; resume it with the same "
+                "flags, start a new --project, or pass --overwrite to discard it"
+            )
+        return
+    project.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------------ results
+
+
+def results(tuner: kt.Tuner) -> list[dict[str, Any]]:
+    """One row per trial, in trial order: hyperparameters, score, seconds, tuner."""
+    rows = []
+    for trial_id in sorted(tuner.oracle.trials):
+        trial = tuner.oracle.trials[trial_id]
+        sidecar_path = Path(tuner.project_dir) / f"trial_{trial_id}" / SIDECAR
+        sidecar = json.loads(sidecar_path.read_text()) if sidecar_path.is_file() else {}
+        _, _, values = tuner.hypermodel.draw(trial.hyperparameters.copy())  # effective depth per model
+        rows.append({"trial": trial_id, "status": trial.status, **values,
+                     "score": trial.score, "seconds": sidecar.get("seconds"), "tuner": sidecar.get("tuner")})
+    return rows
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def format_table(rows: list[dict[str, Any]], objective: str) -> str:
+    header = [c if c != "score" else objective for c in COLUMNS]
+    cells = [[_cell(r[c]) for c in COLUMNS] for r in rows]
+    widths = [max(len(h), *(len(row[i]) for row in cells)) if cells else len(h) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+def markdown_table(rows: list[dict[str, Any]], objective: str) -> str:
+    header = [c if c != "score" else objective for c in COLUMNS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(r[c]) for c in COLUMNS) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def csv_table(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def plot(rows: list[dict[str, Any]], objective: kt.Objective, title: str) -> bytes:
+    """PNG: score against depth, width (log axis) and clipnorm, one colour per model family."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [r for r in rows if r["score"] is not None]
+    clip_levels = sorted({r["clipnorm"] for r in done}, key=lambda c: -1.0 if c == "none" else float(c))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharey=True)
+    for family in sorted({r["model"] for r in done}):
+        mine = [r for r in done if r["model"] == family]
+        scores = [r["score"] for r in mine]
+        axes[0].scatter([r["num_layers"] for r in mine], scores, label=family, alpha=0.8)
+        axes[1].scatter([r["units"] for r in mine], scores, label=family, alpha=0.8)
+        axes[2].scatter([clip_levels.index(r["clipnorm"]) for r in mine], scores, label=family, alpha=0.8)
+    axes[0].set_xlabel("num_layers (depth)")
+    axes[1].set_xlabel("units (width)")
+    axes[1].set_xscale("log", base=2)
+    axes[2].set_xlabel("clipnorm")
+    axes[2].set_xticks(range(len(clip_levels)), clip_levels)
+    axes[0].set_ylabel(f"{objective.name} ({objective.direction} is better)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    if done:
+        axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_results(tuner: kt.Tuner, objective: kt.Objective, title: str) -> tuple[list[dict[str, Any]], dict[str, Path]]:
+    """Print the table and write ``results.csv``, ``results.md`` and ``results.png`` into the project."""
+    rows = results(tuner)
+    project = Path(tuner.project_dir)
+    paths = {"csv": project / "results.csv", "markdown": project / "results.md", "plot": project / "results.png"}
+    paths["csv"].write_text(csv_table(rows))
+    paths["markdown"].write_text(f"# {title}\n\n{markdown_table(rows, objective.name)}")
+    paths["plot"].write_bytes(plot(rows, objective, title))
+    print(format_table(rows, objective.name))
+    return rows, paths
+
+
+# ------------------------------------------------------------------------------------ export
+
+
+def best_trial(tuner: kt.Tuner):
+    completed = [t for t in tuner.oracle.get_best_trials(len(tuner.oracle.trials) or 1)
+                 if t.status == "COMPLETED" and t.score is not None]
+    if not completed:
+        raise ValueError(f"No trial of {tuner.project_dir} completed; see the trial messages in its trial_*/trial.json")
+    return completed[0]
+
+
+def export_best(tuner: kt.Tuner, hypermodel: SeqzooHyperModel, saved_models: str | None) -> Path:
+    """Export the best trial's model (its best-epoch checkpoint) with its hyperparameters in the card.
+
+    Uses the task's ``export(model, data, args, metrics, card=)`` when the module
+    offers one, else :func:`tasks.export.export` with the task's ``endpoints(model, spec)``
+    if it has them, else the model's forward pass as ``serve``.
+    """
+    from tasks.export import export, saved_models_root
+
+    trial = best_trial(tuner)
+    model = tuner.load_model(trial)
+    config, compile_kwargs, values = hypermodel.draw(trial.hyperparameters.copy())
+    task, data, args = hypermodel.task, hypermodel.data, hypermodel.args
+    metrics = {hypermodel.objective.name: trial.score}
+    card = {
+        "hyperparameters": {**compile_kwargs, **values, "epochs": hypermodel.epochs,
+                            "batch_size": getattr(args, "batch_size", None), "seed": getattr(args, "seed", None)},
+        "tuning": {"project": str(Path(tuner.project_dir).resolve()), "trial": trial.trial_id,
+                   "best_step": trial.best_step, "objective": [hypermodel.objective.name,
+                                                               hypermodel.objective.direction],
+                   "score": trial.score, "trials": len(tuner.oracle.trials),
+                   "values": dict(trial.hyperparameters.values)},
+        "metrics": metrics,
+    }
+    if hasattr(task, "export"):
+        return Path(task.export(model, data, args, metrics, card=card))
+    card["data"] = getattr(data, "provenance", {})
+    spec = getattr(data, "spec", None)
+    if hasattr(spec, "to_card"):
+        card["spec"] = spec.to_card()
+    endpoints = task.endpoints(model, spec) if hasattr(task, "endpoints") else None
+    return export(model, task=task.TASK, config=config, root=saved_models_root(saved_models),
+                  endpoints=endpoints, card=card)

@@ -1,0 +1,345 @@
+"""Truncated backpropagation through time: the one chunked train step.
+
+A batch ``x`` of shape (batch, T, ...) is cut into chunks of ``K`` steps. The
+recurrent state flows from one chunk into the next as a *value* (no gradient
+through it) and the optimizer updates the weights after every chunk. ``K=None``
+("full") is ordinary BPTT: one chunk, one update per batch.
+
+How the state is carried without changing any model: every Keras RNN layer of
+the functional model is switched to Keras's own ``stateful`` mode for the
+duration of ``fit`` with a state variable of dynamic batch size. The layer
+reads its initial state from the variable and writes its final state back, so
+a variable read is where the gradient stops (this is ``stop_gradient``).
+
+* ``stream=False`` (default): every batch starts from a zero state; the state
+  carries only across the chunks of one batch.
+* ``stream=True``: consecutive batches continue the same streams (row i of
+  batch n+1 follows row i of batch n), so the state also carries across
+  batches; it is reset at the start of every epoch and of every validation
+  pass, and whenever the batch size changes.
+
+Which loss applies: targets with a time axis (the model output has rank 3,
+e.g. language models) are sliced with the chunk, so every chunk has its own
+loss and update. Sequence-summary models (output (batch, classes)) have one
+label per sequence: only the final chunk sees it. The earlier chunks just
+advance the state (a forward pass, no update), so ``K`` bounds how many of the
+last steps the label's gradient reaches.
+
+The logged ``loss`` is Keras's running mean over the updates (chunks) of the
+epoch, each weighted by its batch size.
+
+Bidirectional layers read the future and ``UnsharedRNN`` has weights tied to
+absolute positions; both refuse chunking and streaming with a clear error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import keras
+import tensorflow as tf
+from keras import tree
+
+from zoo.layers import UnsharedRNN
+
+Bptt = int | None  # chunk length; None = full BPTT
+
+
+# ----------------------------------------------------------------- schedule
+@dataclass(frozen=True)
+class BpttSchedule:
+    """Chunk length per epoch: ``stages`` is ``[(K or None, epochs or None), ...]``.
+
+    The last stage's ``epochs`` may be None ("for the rest"); after the last
+    stage its ``K`` stays in force.
+    """
+
+    stages: tuple[tuple[Bptt, int | None], ...]
+
+    def k_for(self, epoch: int) -> Bptt:
+        """Chunk length for the 0-based ``epoch``."""
+        start = 0
+        for k, n in self.stages:
+            if n is None or epoch < start + n:
+                return k
+            start += n
+        return self.stages[-1][0]
+
+    @property
+    def truncates(self) -> bool:
+        return any(k is not None for k, _ in self.stages)
+
+    def __str__(self) -> str:
+        return ",".join(("full" if k is None else str(k)) + ("" if n is None else f":{n}") for k, n in self.stages)
+
+
+def _parse_k(text: str, where: str) -> Bptt:
+    text = text.strip().lower()
+    if text == "full":
+        return None
+    try:
+        k = int(text)
+    except ValueError:
+        k = 0
+    if k <= 0:
+        raise ValueError(f"Received bptt {text!r} in {where!r}, expected a positive integer number of steps or 'full'")
+    return k
+
+
+def parse_bptt(value) -> BpttSchedule:
+    """``None``/"full" -> full BPTT; ``K`` -> K throughout; "1:2,5:2,full" -> a curriculum.
+
+    A schedule is comma-separated ``K:epochs`` stages; the last stage may omit
+    ``:epochs``. A ``BpttSchedule`` or a list of ``(K, epochs)`` pairs is
+    accepted as is.
+    """
+    if isinstance(value, BpttSchedule):
+        return value
+    if value is None:
+        return BpttSchedule(((None, None),))
+    if isinstance(value, bool):
+        raise ValueError(f"Received bptt={value!r}, expected a positive integer, 'full' or a schedule like '1:2,5:2,full'")
+    if isinstance(value, int):
+        return BpttSchedule(((_parse_k(str(value), str(value)), None),))
+    if isinstance(value, (list, tuple)):
+        stages = tuple((_parse_k(str(k), str(value)) if k is not None else None, n) for k, n in value)
+    else:
+        text = str(value)
+        stages = []
+        parts = [p for p in text.split(",") if p.strip()]
+        if not parts:
+            raise ValueError("Received an empty bptt schedule; expected e.g. '20' or '1:2,5:2,20:3,full'")
+        for i, part in enumerate(parts):
+            k_text, sep, n_text = part.partition(":")
+            n = None
+            if sep:
+                try:
+                    n = int(n_text)
+                except ValueError:
+                    n = 0
+                if n <= 0:
+                    raise ValueError(f"Received stage {part!r} in bptt schedule {text!r}: epochs must be a positive integer (K:epochs)")
+            elif i != len(parts) - 1:
+                raise ValueError(f"Received stage {part!r} in bptt schedule {text!r}: every stage but the last needs K:epochs")
+            stages.append((_parse_k(k_text, text), n))
+        stages = tuple(stages)
+    return BpttSchedule(stages)
+
+
+# ----------------------------------------------------------- state carrying
+def _walk(layer):
+    yield layer
+    for child in getattr(layer, "layers", ()):  # nested functional / sequential models
+        yield from _walk(child)
+
+
+def recurrent_layers(model: keras.Model) -> list[keras.layers.RNN]:
+    """The Keras RNN layers of ``model`` (searching nested models)."""
+    return [la for la in _walk(model) if isinstance(la, keras.layers.RNN)]
+
+
+class StateCarrier:
+    """Switches a model's RNN layers to carried (stateful) state and back."""
+
+    def __init__(self, model: keras.Model):
+        for layer in _walk(model):
+            if isinstance(layer, keras.layers.Bidirectional):
+                raise ValueError(
+                    f"Layer {layer.name!r} is bidirectional: its backward direction reads the future, so its "
+                    "state cannot be carried into the next chunk. Use --bptt full without streaming, or a "
+                    "unidirectional model (lstm, stacked_lstm, gru, simple_rnn)."
+                )
+            if isinstance(layer, UnsharedRNN):
+                raise ValueError(
+                    f"Layer {layer.name!r} (unshared_rnn) has weights tied to absolute time steps and carries no "
+                    "state, so it cannot be trained in chunks or streams. Use --bptt full."
+                )
+        self.layers = recurrent_layers(model)
+        if not self.layers:
+            raise ValueError("Truncated BPTT / streaming needs recurrent layers, but the model has none")
+        self.variables: list[list[tf.Variable]] = []
+        for layer in self.layers:
+            sizes = tree.flatten(layer.cell.state_size)
+            self.variables.append(
+                [
+                    tf.Variable(tf.zeros((0, d)), shape=tf.TensorShape([None, d]), trainable=False, name=f"{layer.name}_carry")
+                    for d in sizes
+                ]
+            )
+        self._saved: list[tuple[bool, object]] = []
+
+    def install(self) -> None:
+        self._saved = [(la.stateful, la.states) for la in self.layers]
+        for layer, vs in zip(self.layers, self.variables, strict=True):
+            layer.stateful = True
+            object.__setattr__(layer, "states", list(vs))
+
+    def uninstall(self) -> None:
+        for layer, (stateful, states) in zip(self.layers, self._saved, strict=True):
+            layer.stateful = stateful
+            object.__setattr__(layer, "states", states)
+
+    def forget(self) -> None:
+        """Drop the carried state (eagerly); the next batch starts from zeros."""
+        for vs in self.variables:
+            for v in vs:
+                v.assign(tf.zeros((0, v.shape[-1]), v.dtype))
+
+    def begin_batch(self, batch_size, carry: bool) -> None:
+        """Zero the state, or keep it when ``carry`` and the batch size matches."""
+        for layer, vs in zip(self.layers, self.variables, strict=True):
+            for v, zero in zip(vs, layer.get_initial_state(batch_size), strict=True):
+                zero = tf.cast(zero, v.dtype)
+                if carry:
+                    keep = tf.equal(tf.shape(v)[0], batch_size)
+                    v.assign(tf.cond(keep, lambda v=v: tf.identity(v), lambda z=zero: z))
+                else:
+                    v.assign(zero)
+
+
+# --------------------------------------------------------------- the step
+def _time_slice(tensor, start, size):
+    """``tensor[:, start:start+size]`` on every tensor with a time axis."""
+    return tree.map_structure(lambda t: t if t is None or len(t.shape) < 2 else t[:, start : start + size], tensor)
+
+
+def per_step_targets(model: keras.Model) -> bool:
+    """True when the (first) output has a time axis: language-model style targets."""
+    return len(tree.flatten(model.outputs)[0].shape) == 3
+
+
+UpdateFn = Callable[[list], dict]  # gradients -> stats (scalars/vectors to average over chunks)
+
+
+def chunk_loss_and_grads(model: keras.Model, x, y, sample_weight):
+    """Forward one chunk under a tape; track the loss; return (y_pred, gradients)."""
+    with tf.GradientTape() as tape:
+        y_pred = model(x, training=True)
+        loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+        tracker = getattr(model, "_loss_tracker", None)
+        if tracker is not None:
+            tracker.update_state(loss, sample_weight=tf.shape(next(i for i in tree.flatten(x) if i is not None))[0])
+        if model.optimizer is not None:
+            loss = model.optimizer.scale_loss(loss)
+    return y_pred, tape.gradient(loss, model.trainable_weights)
+
+
+def run_chunks(model: keras.Model, x, y, sample_weight, k: Bptt, update: UpdateFn, *, per_step: bool) -> dict:
+    """The truncated-BPTT core: forward chunk by chunk, ``update(grads)`` after each.
+
+    Returns the mean over the updates of what ``update`` returned. The caller
+    has set the incoming state (``StateCarrier.begin_batch``).
+    """
+
+    def one(xc, yc, swc):
+        y_pred, grads = chunk_loss_and_grads(model, xc, yc, swc)
+        stats = update(grads)
+        model.compute_metrics(xc, yc, y_pred, sample_weight=swc)
+        return stats
+
+    if k is None:
+        return one(x, y, sample_weight)
+    length = tf.shape(tree.flatten(x)[0])[1]
+    n = (length + k - 1) // k
+    if not per_step:
+        # Sequence-summary targets: only the final chunk has a loss. The earlier
+        # ones advance the carried state (forward only, no update).
+        last = (n - 1) * k
+
+        def advance(i):
+            model(_time_slice(x, i * k, k), training=True)
+            return (i + 1,)
+
+        tf.while_loop(lambda i: i < n - 1, advance, (tf.constant(0),))
+        return one(_time_slice(x, last, length - last), y, sample_weight)
+
+    def sl(t, i):
+        return _time_slice(t, i * k, k) if t is not None and len(t.shape) >= 2 else t
+
+    def body(i, total):
+        stats = one(sl(x, i), sl(y, i), sl(sample_weight, i))
+        return i + 1, tree.map_structure(tf.add, total, stats)
+
+    first = one(sl(x, 0), sl(y, 0), sl(sample_weight, 0))
+    _, total = tf.while_loop(lambda i, _: i < n, body, (tf.constant(1), first))
+    return tree.map_structure(lambda t: t / tf.cast(n, t.dtype), total)
+
+
+def make_train_step(
+    model: keras.Model,
+    k: Bptt,
+    *,
+    carrier: StateCarrier | None,
+    stream: bool,
+    stats_fn: Callable[[list], dict] | None,
+) -> Callable:
+    """A ``train_step`` for ``model``: chunks of ``k``, optional gradient statistics.
+
+    ``stats_fn(grads)`` (computed inside the compiled step) returns extra logs;
+    gradients are applied with the model's optimizer, which clips them.
+    """
+    per_step = per_step_targets(model)
+
+    def update(grads):
+        stats = stats_fn(grads) if stats_fn is not None else {}
+        model.optimizer.apply_gradients(zip(grads, model.trainable_weights, strict=True))
+        return stats
+
+    def train_step(data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if carrier is not None:
+            carrier.begin_batch(tf.shape(tree.flatten(x)[0])[0], carry=stream)
+        stats = run_chunks(model, x, y, sample_weight, k, update, per_step=per_step)
+        logs = dict(model.get_metrics_result())
+        logs.update(stats)
+        return logs
+
+    return train_step
+
+
+def make_test_step(model: keras.Model, carrier: StateCarrier, stream: bool) -> Callable:
+    """Keras's test step with the carried state zeroed per batch (or kept when streaming)."""
+    default = type(model).test_step
+
+    def test_step(data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        carrier.begin_batch(tf.shape(tree.flatten(x)[0])[0], carry=stream)
+        return default(model, data)
+
+    return test_step
+
+
+class BpttCallback(keras.callbacks.Callback):
+    """Installs the train step for each epoch's chunk length (retracing when it changes)."""
+
+    def __init__(self, schedule: BpttSchedule, build_step: Callable[[Bptt], Callable], carrier: StateCarrier | None, stream: bool):
+        super().__init__()
+        self.schedule, self.build_step, self.carrier, self.stream = schedule, build_step, carrier, stream
+        self.current: object = "unset"
+
+    def on_epoch_begin(self, epoch, logs=None):
+        k = self.schedule.k_for(epoch)
+        if self.carrier is not None:
+            self.carrier.forget()
+        if k != self.current:
+            self.current = k
+            object.__setattr__(self.model, "train_step", self.build_step(k))
+            self.model.make_train_function(force=True)
+
+    def on_test_begin(self, logs=None):
+        if self.carrier is not None and self.stream:
+            self.carrier.forget()
+
+
+__all__: Sequence[str] = [
+    "BpttCallback",
+    "BpttSchedule",
+    "StateCarrier",
+    "make_test_step",
+    "make_train_step",
+    "parse_bptt",
+    "per_step_targets",
+    "recurrent_layers",
+    "run_chunks",
+]

@@ -1,0 +1,314 @@
+"""Gradient-norm monitoring, computed inside the compiled train step.
+
+Per step (one optimizer update; with truncated BPTT the mean over the
+batch's chunk updates) the step logs:
+
+* ``grad_norm``          global L2 norm of all gradients, before clipping
+* ``grad_norm_clipped``  the same after the optimizer's clipping (Keras rules:
+  ``clipnorm`` per variable, else ``global_clipnorm``, else ``clipvalue``)
+* ``grad_norm/<layer>`` per layer, and ``grad_norm/<layer>/<gate>`` per gate
+  block of LSTM (i, f, c, o) and GRU (z, r, h) layers: the kernel, recurrent
+  kernel and bias columns of that gate together.
+
+:class:`GradientMonitor` writes them to ``grad_norms.csv`` and TensorBoard
+beside the run, puts epoch means into the History (``history.steps`` holds the
+per-step series), draws ``grad_norms.png`` (log scale) and stops the run on a
+NaN/Inf loss with :class:`TrainingDiverged`.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import summary_pb2
+
+GATES = {keras.layers.LSTM: "ifco", keras.layers.GRU: "zrh"}
+VECTOR_KEY = "_grad_norms"  # the per-layer/gate norms travel as one vector, popped before the progress bar
+
+
+# Scalars written with TensorFlow's core summary op (TensorBoard reads them as
+# scalars; the tensorboard package itself is not needed to write them).
+_SCALAR = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+
+
+class ScalarWriter:
+    """TensorBoard scalars under ``<log_dir>/<split>`` (train, validation)."""
+
+    def __init__(self, log_dir: Path):
+        self.log_dir, self.writers, self._table_fns = Path(log_dir), {}, {}
+
+    def _writer(self, split: str):
+        if split not in self.writers:
+            self.writers[split] = tf.summary.create_file_writer(str(self.log_dir / split))
+        return self.writers[split]
+
+    def write(self, split: str, items) -> None:
+        """``items``: iterable of (tag, value, step)."""
+        writer = self._writer(split)
+        with writer.as_default():
+            for tag, value, step in items:
+                tf.summary.write(tag, tf.constant(value, tf.float32), step=step, metadata=_SCALAR)
+        writer.flush()
+
+    def write_table(self, split: str, tags: tuple[str, ...], steps, values) -> None:
+        """Many steps at once: ``values[i, j]`` is ``tags[j]`` at ``steps[i]``; one compiled call."""
+        writer = self._writer(split)
+        if tags not in self._table_fns:
+
+            @tf.function(input_signature=[tf.TensorSpec([None], tf.int64), tf.TensorSpec([None, len(tags)], tf.float32)])
+            def table(steps, values):
+                for j, tag in enumerate(tags):
+                    tf.map_fn(
+                        lambda sv, tag=tag, j=j: tf.summary.write(tag, sv[1][j], step=tf.cast(sv[0], tf.int64), metadata=_SCALAR),
+                        (tf.cast(steps, tf.float32), values), fn_output_signature=tf.bool,
+                    )
+
+            self._table_fns[tags] = table
+        with writer.as_default():
+            self._table_fns[tags](tf.constant(steps, tf.int64), tf.constant(values, tf.float32))
+        writer.flush()
+
+
+class TrainingDiverged(ValueError):
+    """The loss became NaN or Inf; ``str(err)`` names the step and what to do."""
+
+
+def _groups(model: keras.Model):
+    """(group name, layer, gates) for every layer that owns trainable variables."""
+
+    def walk(layer, prefix):
+        if isinstance(layer, keras.layers.Bidirectional):
+            yield from walk(layer.forward_layer, f"{prefix}{layer.name}/")
+            yield from walk(layer.backward_layer, f"{prefix}{layer.name}/")
+        elif getattr(layer, "layers", None) and layer is not model and isinstance(layer, keras.Model):
+            for child in layer.layers:
+                yield from walk(child, prefix)
+        elif layer.trainable_weights:
+            gates = next((g for cls, g in GATES.items() if isinstance(layer, cls)), None)
+            yield prefix + layer.name, layer, gates
+
+    for layer in model.layers:
+        yield from walk(layer, "")
+
+
+class GradientStats:
+    """Builds the in-graph statistics for ``model``'s trainable weights."""
+
+    def __init__(self, model: keras.Model):
+        self.model = model
+        index = {id(v): i for i, v in enumerate(model.trainable_weights)}
+        self.layer_names: list[str] = []
+        self.layer_members: list[list[int]] = []
+        self.gate_names: list[str] = []
+        self.gate_members: list[tuple[int, int, list[int]]] = []  # (gates, units, var indices)
+        seen: set[int] = set()
+        for name, layer, gates in _groups(model):
+            members = [index[id(v)] for v in layer.trainable_weights if id(v) in index and index[id(v)] not in seen]
+            if not members:
+                continue
+            seen.update(members)
+            self.layer_names.append(name)
+            self.layer_members.append(members)
+            if gates:
+                units = layer.units
+                gated = [i for i in members if model.trainable_weights[i].shape[-1] == len(gates) * units]
+                self.gate_members.append((len(gates), units, gated))
+                self.gate_names.extend(f"{name}/{g}" for g in gates)
+        rest = [i for i in range(len(model.trainable_weights)) if i not in seen]
+        if rest:
+            self.layer_names.append("other")
+            self.layer_members.append(rest)
+        self.names = [f"grad_norm/{n}" for n in self.layer_names + self.gate_names]
+
+    def __call__(self, grads) -> dict:
+        opt = self.model.optimizer
+        dense = [_merged(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
+        sq = [_sum_sq(g) for g in dense]  # exact squared norms
+        # Keras measures a sparse gradient on its unmerged rows; clipping scales by that measure.
+        keras_sq = [_sum_sq(g.values) if isinstance(g, tf.IndexedSlices) else s for g, s in zip(grads, sq, strict=True)]
+        norm = tf.sqrt(tf.add_n(sq))
+        if opt.clipnorm:
+            c = float(opt.clipnorm)
+            clipped = tf.sqrt(tf.add_n([s * tf.minimum(1.0, c * c / tf.maximum(k, 1e-30)) for s, k in zip(sq, keras_sq, strict=True)]))
+        elif opt.global_clipnorm:
+            clipped = norm * tf.minimum(1.0, float(opt.global_clipnorm) / tf.sqrt(tf.add_n(keras_sq)))
+        elif opt.clipvalue:
+            v = float(opt.clipvalue)
+            clipped = tf.sqrt(tf.add_n([_sum_sq(_clip_value(g, v)) for g in grads if g is not None]))
+        else:
+            clipped = norm
+        parts = [tf.reshape(tf.add_n([sq[i] for i in members]), [1]) for members in self.layer_members]
+        for gates, units, members in self.gate_members:
+            per_gate = [
+                tf.reduce_sum(tf.reshape(tf.square(tf.cast(dense[i], tf.float32)), [-1, gates, units]), axis=[0, 2])
+                for i in members
+                if dense[i] is not None
+            ]
+            parts.append(tf.add_n(per_gate) if per_gate else tf.zeros([gates]))
+        return {"grad_norm": norm, "grad_norm_clipped": clipped, VECTOR_KEY: tf.sqrt(tf.concat(parts, 0))}
+
+
+def _sum_sq(g):
+    return tf.constant(0.0) if g is None else tf.reduce_sum(tf.square(tf.cast(g, tf.float32)))
+
+
+def _clip_value(g, v: float):
+    """What Keras applies under clipvalue (a sparse gradient is clipped row by row, then summed)."""
+    if isinstance(g, tf.IndexedSlices):
+        return _merged(tf.IndexedSlices(tf.clip_by_value(g.values, -v, v), g.indices, g.dense_shape))
+    return tf.clip_by_value(g, -v, v)
+
+
+def _merged(g: tf.IndexedSlices):
+    """The rows of a sparse (embedding) gradient with repeated indices summed: the
+    nonzero rows of the dense gradient, without building the whole table."""
+    unique, position = tf.unique(g.indices)
+    return tf.math.unsorted_segment_sum(g.values, position, tf.shape(unique)[0])
+
+
+def plot_grad_norms(csv_path: Path, png_path: Path) -> Path | None:
+    """Global gradient norm per step (before and after clipping), log scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(csv.DictReader(open(csv_path, newline="")))
+    if not rows:
+        return None
+    step = [int(r["step"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for key, label in (("grad_norm", "before clipping"), ("grad_norm_clipped", "after clipping")):
+        ax.plot(step, [float(r[key]) for r in rows], label=label, linewidth=0.8)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("global gradient norm")
+    ax.set_title(Path(csv_path).parent.name)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+    return png_path
+
+
+class GradientMonitor(keras.callbacks.Callback):
+    """Collects the step statistics; writes CSV/TensorBoard/PNG; stops on NaN.
+
+    With ``names=None`` (monitoring off) it only guards against a NaN/Inf loss.
+    ``step`` counts optimizer steps (batches) across epochs, also across a resume.
+    """
+
+    def __init__(self, names: list[str] | None, run_dir: Path | None = None, *, initial_step: int = 0):
+        super().__init__()
+        self.names = names
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.step = initial_step
+        self.steps: dict[str, list[float]] = {}
+        self.diverged: str | None = None
+        self.last_finite_norm: float | None = None
+        self._rows: list[list[float]] = []
+        self._epoch = 0
+        self._epoch_rows: list[list[float]] = []
+        self.tensorboard = ScalarWriter(self.run_dir / "tensorboard") if self.run_dir is not None else None
+        self.columns = ["epoch", "step", "loss", "grad_norm", "grad_norm_clipped", *(names or [])]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._epoch_rows = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        logs = logs if logs is not None else {}
+        vector = logs.pop(VECTOR_KEY, None)
+        self.step += 1
+        loss = float(logs.get("loss", float("nan")))
+        norm = float(logs["grad_norm"]) if "grad_norm" in logs else None
+        if self.names is not None:
+            values = np.asarray(vector, dtype=float).reshape(-1) if vector is not None else []
+            row = [self._epoch + 1, self.step, loss, norm, float(logs["grad_norm_clipped"]), *values]
+            self._rows.append(row)
+            self._epoch_rows.append(row)
+            for key, value in zip(self.columns[2:], row[2:], strict=True):
+                self.steps.setdefault(key, []).append(value)
+        bad_norm = norm is not None and not math.isfinite(norm)
+        if not math.isfinite(loss) or bad_norm:
+            shown = "unknown (monitoring off)" if self.last_finite_norm is None else f"{self.last_finite_norm:.4g}"
+            self.diverged = (
+                f"training diverged: loss={loss} at epoch {self._epoch + 1}, step {self.step} (batch {batch + 1} of the "
+                f"epoch); gradient norm before clipping at that step: {norm}, last finite one: {shown}. "
+                "Clip the gradients (e.g. --global-clipnorm 1.0 or --clipnorm 1.0) or lower --learning-rate."
+            )
+            self.model.stop_training = True
+        elif norm is not None:
+            self.last_finite_norm = norm
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs.pop(VECTOR_KEY, None)
+        if logs is not None and self.names is not None and self._epoch_rows:
+            # Epoch means instead of the last step's values, for History and history.csv.
+            rows = np.asarray([r[3:] for r in self._epoch_rows], dtype=float)
+            for key, value in zip(self.columns[3:], rows.mean(axis=0), strict=True):
+                logs[key] = float(value)
+            logs["grad_norm_max"] = float(rows[:, 0].max())
+        self.flush()
+        if self.tensorboard is not None and logs:
+            for split, keep in (("train", lambda k: not k.startswith("val_")), ("validation", lambda k: k.startswith("val_"))):
+                items = [(f"epoch_{k.removeprefix('val_')}", float(v), epoch) for k, v in logs.items() if keep(k) and _number(v)]
+                self.tensorboard.write(split, items)
+
+    def on_train_end(self, logs=None):
+        self.flush()
+        if self.run_dir is not None and self.names is not None and (self.run_dir / "grad_norms.csv").exists():
+            plot_grad_norms(self.run_dir / "grad_norms.csv", self.run_dir / "grad_norms.png")
+
+    def flush(self) -> None:
+        if self.run_dir is None or not self._rows or self.names is None:
+            self._rows = []
+            return
+        path = self.run_dir / "grad_norms.csv"
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            w = csv.writer(f)
+            if new:
+                w.writerow(self.columns)
+            w.writerows(self._rows)
+        table = np.asarray(self._rows, dtype=np.float64)
+        self.tensorboard.write_table("train", tuple(f"step/{k}" for k in self.columns[2:]), table[:, 1], table[:, 2:])
+        self._rows = []
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
+
+
+def truncate_csv(path: Path, keep_epochs: int) -> None:
+    """Drop rows of epochs > ``keep_epochs`` (1-based ``epoch`` column; Keras's
+    history.csv has a 0-based one) from a resumed run's CSV."""
+    path = Path(path)
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return
+    header, body = rows[0], rows[1:]
+    col = header.index("epoch")
+    offset = 0 if path.name == "history.csv" else 1  # CSVLogger counts epochs from 0
+    body = [r for r in body if r and int(float(r[col])) < keep_epochs + offset]
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([header, *body])
+
+
+def last_step(path: Path) -> int:
+    """The last ``step`` in a grad_norms.csv (0 when absent)."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return int(rows[-1]["step"]) if rows else 0
