@@ -12,8 +12,8 @@ import argparse
 import datetime as _dt
 import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from zoo.config import CELLS, MERGE_MODES, MODEL_NAMES, ModelConfig
 
