@@ -121,7 +121,7 @@ def _plot(results, out) -> None:
     for m, g in results["grads"].items():
         for phase, style in (("init", ":"), ("trained", "-")):
             norms = np.asarray(g[phase])[::-1]  # index = distance from the loss
-            ax.plot(np.arange(len(norms)), norms, style, label=f"{m} ({phase})")
+            ax.plot(np.arange(len(norms)), norms, style, color=f"C{MODELS.index(m)}", label=f"{m} ({phase})")
     ax.set(yscale="log", xlabel="distance from the loss (steps)", ylabel="||d loss / d x_t||",
            title=f"gradient reaching each input, L = {results['grad_lag']}")
     ax.legend(fontsize=7)
