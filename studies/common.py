@@ -146,12 +146,12 @@ def train_model(config, x, y, *, head: str, epochs: int, batch_size: int = 64, l
         raise ValueError(f"Unknown head {head!r}; expected binary, classes:K or regression")
     model = keras.Model(inputs, outputs)
     training.compile_model(model, loss=loss, metrics=metrics, learning_rate=learning_rate, **training_kwargs)
-    history = training.fit(model, _dataset(x, y, batch_size, seed), validation,
+    history = training.fit(model, dataset(x, y, batch_size, seed), validation,
                            epochs=epochs, verbose=verbose)
     return model, history
 
 
-def _dataset(x, y, batch_size: int, seed: int):
+def dataset(x, y, batch_size: int, seed: int):
     import tensorflow as tf
 
     return tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed).batch(batch_size)

@@ -92,7 +92,7 @@ def _train_one(s, model_name, clip, seed, data, run_dir):
     import keras
 
     import zoo
-    from studies.common import _dataset
+    from studies.common import dataset
     from zoo import training
     from zoo.monitor import TrainingDiverged
 
@@ -107,7 +107,7 @@ def _train_one(s, model_name, clip, seed, data, run_dir):
     shutil.rmtree(run_dir, ignore_errors=True)
     diverged, message = False, ""
     try:
-        training.fit(model, _dataset(x, y, s["batch_size"], seed), epochs=s["epochs"], run_dir=run_dir,
+        training.fit(model, dataset(x, y, s["batch_size"], seed), epochs=s["epochs"], run_dir=run_dir,
                      monitor=True, checkpoint=False, resume=False, verbose=0, callbacks=[_spectral_callback(radii)])
     except TrainingDiverged as err:
         diverged, message = True, str(err).split(";")[0]
