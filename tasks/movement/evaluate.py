@@ -154,42 +154,43 @@ def table(evaluation: dict) -> str:
     return "\n".join(rows)
 
 
-def plot_directions(dates, close: np.ndarray, pred: np.ndarray, path: Path, title: str) -> Path:
-    """Test-period price with each day's predicted direction for the next day."""
+def _figure():
+    """A wide time-axis figure on the Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(11, 4.5))
+    return plt.subplots(figsize=(11, 4.5))
+
+
+def _save(fig, ax, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    ax.legend(loc="best")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_directions(dates, close: np.ndarray, pred: np.ndarray, path: Path, title: str) -> Path:
+    """Test-period price with each day's predicted direction for the next day."""
+    fig, ax = _figure()
     ax.plot(dates, close, color="0.4", lw=1, label="close")
     up = pred.astype(bool)
     ax.scatter(dates[up], close[up], marker="^", s=14, color="tab:green", label="predicted up next day")
     ax.scatter(dates[~up], close[~up], marker="v", s=14, color="tab:red", label="predicted down next day")
     ax.set(title=title, ylabel="price")
-    ax.legend(loc="best")
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path)
 
 
 def plot_strategy(dates, next_log_return: np.ndarray, preds: dict[str, np.ndarray], path: Path, title: str) -> Path:
     """Growth of 1 invested: long/flat on each predictor's calls vs buy-and-hold (no transaction costs)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(11, 4.5))
+    fig, ax = _figure()
     ax.plot(dates, np.exp(np.cumsum(next_log_return)), color="black", lw=1.5, label="buy-and-hold")
     for name, pred in preds.items():
         ax.plot(dates, np.exp(np.cumsum(next_log_return * pred)), lw=1, label=f"long/flat: {name}")
     ax.set(title=title + " (no transaction costs)", ylabel="growth of 1")
-    ax.legend(loc="best")
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path)
