@@ -1,13 +1,21 @@
 """Training throughput: seqzoo's training path vs bare Keras ``model.fit`` vs PyTorch.
 
 A character language model (Embedding 64 -> LSTM/GRU 256 x layers -> Dense vocab),
-sequence 100, batch 64, Adam, on the same token batches. Every contender is
-built and warmed up first; then the timings are interleaved (contender A, B, C,
-A, B, C, ...) and the median of the repeats is reported, so a slow spell on a
-shared machine hits all of them alike.
+sequence 100, batch 64, Adam, on the same token batches; bf16 is Keras's
+``mixed_bfloat16`` policy (seqzoo: ``ModelConfig(dtype="mixed_bfloat16")``, the
+``--dtype`` flag) and PyTorch's CPU autocast. Every contender is built and
+warmed up first; then the timings are interleaved (contender A, B, C, A, B, C,
+...) and the median of the repeats is reported, so a slow spell on a shared
+machine hits all of them alike. A Keras timing is the steady state inside one
+``fit`` call (after its first batch); the first batch of a fit is reported apart.
+
+The ``keras-xla``, ``keras-unroll`` and ``keras-hoisted`` contenders are speed
+levers tried one at a time on bare Keras (XLA, an unrolled loop, the input
+projection hoisted out of the recurrence).
 
     python -m benchmarks.train_speed                       # full grid, writes RESULTS.md
     python -m benchmarks.train_speed --cells lstm --layers 1 --precisions fp32 --repeats 3
+    python -m benchmarks.train_speed --cells lstm --layers 1 --contenders keras,keras-xla,keras-unroll,keras-hoisted
 
 Needs the ``bench`` extra (``pip install -e .[bench]``: the CPU build of PyTorch).
 """
@@ -51,19 +59,48 @@ def _tokens(shape: Shape, batches: int, corpus: str | None, seed: int = 0) -> np
 
 
 def _keras_timer(model, data: np.ndarray, fit: Callable, steps: int) -> Callable[[], float]:
+    """Times ``steps`` training steps inside one ``fit`` call, from the end of its first
+    batch to the end of its last: steady-state speed. What a fit call costs once (seqzoo's
+    fit traces its train step anew on every call) is outside the timed window for every
+    Keras contender alike, and the ``fit setup`` column reports it."""
+    import keras
     import tensorflow as tf
 
     x, y = data[..., :-1].reshape(-1, data.shape[-1] - 1), data[..., 1:].reshape(-1, data.shape[-1] - 1)
     batch = data.shape[1]
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch, drop_remainder=True).repeat().prefetch(2)
-    fit(model, ds, 3)  # warm-up: tracing, XLA compilation
+
+    class Window(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.begin = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 0:
+                self.start, self.first = time.perf_counter(), time.perf_counter() - self.begin
+            self.end = time.perf_counter()
 
     def timed() -> float:
-        start = time.perf_counter()
-        fit(model, ds, steps)
-        return time.perf_counter() - start
+        window = Window()
+        fit(model, ds, steps + 1, [window])
+        timed.setup.append(window.first)
+        return window.end - window.start
 
+    timed.setup = []
+    fit(model, ds, 3, [])  # warm-up: tracing, XLA compilation
     return timed
+
+
+def _char_model(layers_fn, shape: Shape, dtype: str):
+    import keras
+
+    inputs = keras.Input((shape.seq_len,), dtype="int32")
+    x = keras.layers.Embedding(shape.vocab, shape.embed)(inputs)
+    logits = keras.layers.Dense(shape.vocab, dtype="float32")(layers_fn(x, dtype))
+    return keras.Model(inputs, logits)
+
+
+def _dtype(precision: str) -> str:
+    return "mixed_bfloat16" if precision == "bf16" else "float32"
 
 
 def seqzoo_contender(cell: str, layers: int, precision: str, shape: Shape, data, steps: int):
@@ -72,31 +109,65 @@ def seqzoo_contender(cell: str, layers: int, precision: str, shape: Shape, data,
     import zoo
     from zoo import training
 
-    keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bf16" else "float32")
     name = "gru" if cell == "gru" else ("lstm" if layers == 1 else "stacked_lstm")
-    config = zoo.ModelConfig(name, units=shape.units, num_layers=layers, return_sequences=True)
-    inputs = keras.Input((shape.seq_len,), dtype="int32")
-    x = keras.layers.Embedding(shape.vocab, shape.embed)(inputs)
-    logits = keras.layers.Dense(shape.vocab, dtype="float32")(zoo.apply(config, x))
-    model = keras.Model(inputs, logits)
+    config = zoo.ModelConfig(name, units=shape.units, num_layers=layers, return_sequences=True, dtype=_dtype(precision))
+    model = _char_model(lambda x, _: zoo.apply(config, x), shape, config.dtype)
     training.compile_model(model, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    keras.mixed_precision.set_global_policy("float32")
-    return _keras_timer(model, data, lambda m, ds, n: training.fit(m, ds, epochs=1, steps_per_epoch=n, verbose=0), steps)
+    return _keras_timer(
+        model, data, lambda m, ds, n, cbs: training.fit(m, ds, epochs=1, steps_per_epoch=n, verbose=0, callbacks=cbs), steps
+    )
 
 
-def keras_contender(cell: str, layers: int, precision: str, shape: Shape, data, steps: int, jit_compile="auto"):
+def _keras_layers(cell: str, layers: int, shape: Shape, *, hoisted: bool = False, unroll: bool = False):
     import keras
 
-    keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bf16" else "float32")
-    rnn = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[cell]
-    model = keras.Sequential(
-        [keras.Input((shape.seq_len,), dtype="int32"), keras.layers.Embedding(shape.vocab, shape.embed)]
-        + [rnn(shape.units, return_sequences=True) for _ in range(layers)]
-        + [keras.layers.Dense(shape.vocab, dtype="float32")]
-    )
+    if hoisted and cell != "lstm":
+        raise ValueError("the keras-hoisted contender is written for lstm only")
+    rnn = {"lstm": HoistedLSTM() if hoisted else keras.layers.LSTM, "gru": keras.layers.GRU}[cell]
+
+    def body(x, dtype):
+        for _ in range(layers):
+            x = rnn(shape.units, return_sequences=True, unroll=unroll, dtype=dtype)(x)
+        return x
+
+    return body
+
+
+def keras_contender(cell, layers, precision, shape, data, steps, *, jit_compile=False, **lever):
+    """Bare Keras: the same char model, ``model.compile`` + ``model.fit``, nothing else."""
+    import keras
+
+    model = _char_model(_keras_layers(cell, layers, shape, **lever), shape, _dtype(precision))
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=jit_compile)
-    keras.mixed_precision.set_global_policy("float32")
-    return _keras_timer(model, data, lambda m, ds, n: m.fit(ds, epochs=1, steps_per_epoch=n, verbose=0), steps)
+    return _keras_timer(
+        model, data, lambda m, ds, n, cbs: m.fit(ds, epochs=1, steps_per_epoch=n, verbose=0, callbacks=cbs), steps
+    )
+
+
+def HoistedLSTM():
+    """``keras.layers.LSTM`` with the input projection hoisted out of the recurrence: one
+    (batch*T, in) x (in, 4 units) matmul before the loop, only h x U inside it (a lever
+    measured here, not used by the zoo). Same weights and outputs as ``keras.layers.LSTM``
+    without masking or dropout, which this benchmark does not use."""
+    import keras
+    from keras import ops
+    from keras.src import backend
+
+    class Hoisted(keras.layers.LSTM):
+        def inner_loop(self, sequences, initial_state, mask, training=False):
+            cell = self.cell
+            z_in = ops.matmul(sequences, cell.kernel) + cell.bias  # (batch, T, 4 units)
+
+            def step(z_t, states):
+                h, c = states
+                c, o = cell._compute_carry_and_output_fused(ops.split(z_t + ops.matmul(h, cell.recurrent_kernel), 4, -1), c)
+                h = o * cell.activation(c)
+                return h, [h, c]
+
+            return backend.rnn(step, z_in, list(initial_state), mask=mask, input_length=sequences.shape[1],
+                               return_all_outputs=self.return_sequences)
+
+    return Hoisted
 
 
 def _torch_timer(cell: str, layers: int, precision: str, shape: Shape, data: np.ndarray, steps: int):
@@ -182,6 +253,10 @@ CONTENDERS = {
     "seqzoo": seqzoo_contender,
     "keras": keras_contender,
     "torch": torch_contender,
+    # Levers, one at a time, on bare Keras:
+    "keras-xla": lambda *a: keras_contender(*a, jit_compile=True),
+    "keras-unroll": lambda *a: keras_contender(*a, unroll=True),
+    "keras-hoisted": lambda *a: keras_contender(*a, hoisted=True),
 }
 
 
@@ -203,6 +278,8 @@ def measure(cells, layers_list, precisions, repeats: int, steps: int, shape: Sha
                 row = {"cell": cell, "layers": layers, "precision": precision}
                 for name, ts in times.items():
                     row[name] = tokens_per_run / statistics.median(ts)
+                    if hasattr(timers[name], "setup"):
+                        row[f"{name} setup"] = statistics.median(timers[name].setup)
                 rows.append(row)
                 print("  " + ", ".join(f"{k}: {v:,.0f} tok/s" for k, v in row.items() if k in timers), file=sys.stderr)
     return rows
@@ -213,14 +290,14 @@ def table(rows: list[dict], contenders) -> str:
     if "torch" in contenders:
         head += [f"{c}/torch" for c in contenders if c != "torch"]
     if {"seqzoo", "keras"} <= set(contenders):
-        head.append("seqzoo overhead vs keras")
+        head += ["seqzoo overhead vs keras", "first batch of a fit, s (seqzoo / keras)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["cell"], str(r["layers"]), r["precision"]] + [f"{r[c]:,.0f}" for c in contenders]
         if "torch" in contenders:
             cells += [f"{r[c] / r['torch']:.2f}x" for c in contenders if c != "torch"]
         if {"seqzoo", "keras"} <= set(contenders):
-            cells.append(f"{(r['keras'] / r['seqzoo'] - 1) * 100:+.1f}%")
+            cells += [f"{(r['keras'] / r['seqzoo'] - 1) * 100:+.1f}%", f"{r['seqzoo setup']:.2f} / {r['keras setup']:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -163,7 +163,8 @@ class StateCarrier:
             sizes = tree.flatten(layer.cell.state_size)
             self.variables.append(
                 [
-                    tf.Variable(tf.zeros((0, d)), shape=tf.TensorShape([None, d]), trainable=False, name=f"{layer.name}_carry")
+                    tf.Variable(tf.zeros((0, d), layer.compute_dtype), shape=tf.TensorShape([None, d]), trainable=False,
+                                name=f"{layer.name}_carry")
                     for d in sizes
                 ]
             )

@@ -12,6 +12,9 @@ from typing import Any
 
 CELLS = ("lstm", "gru", "simple")
 MERGE_MODES = ("concat", "sum", "mul", "ave")
+# Keras dtype policies of the recurrent body: full precision, or bfloat16 compute
+# with float32 weights (fast on CPUs with native bf16 and on GPUs).
+DTYPES = ("float32", "mixed_bfloat16")
 
 # Which cells each model accepts; the first one is the default.
 _MODEL_CELLS = {
@@ -79,6 +82,9 @@ class ModelConfig:
         merge_mode: how ``bidirectional`` merges directions.
         return_sequences: per-step outputs (language models) when True, else a
             summary of the sequence (classification).
+        dtype: Keras dtype policy of the recurrent layers, ``float32`` or
+            ``mixed_bfloat16`` (bf16 compute, float32 weights; the body's
+            outputs and states are cast back to float32 for the head).
     """
 
     model: str = "lstm"
@@ -89,6 +95,7 @@ class ModelConfig:
     cell: str | None = None
     merge_mode: str = "concat"
     return_sequences: bool = False
+    dtype: str = "float32"
 
     def __post_init__(self) -> None:
         check_model_name(self.model)
@@ -122,6 +129,10 @@ class ModelConfig:
             raise ValueError(
                 f"Received merge_mode={self.merge_mode!r}, expected one of "
                 f"{', '.join(MERGE_MODES)}"
+            )
+        if self.dtype not in DTYPES:
+            raise ValueError(
+                f"Received dtype={self.dtype!r}, expected one of {', '.join(DTYPES)}"
             )
         object.__setattr__(self, "return_sequences", bool(self.return_sequences))
 

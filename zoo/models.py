@@ -41,6 +41,11 @@ def _check_input(x, config: ModelConfig) -> None:
         )
 
 
+def _float32(tensors):
+    """Cast a mixed-precision body's outputs back to float32 for the head and the caller."""
+    return [keras.ops.cast(t, "float32") for t in tensors]
+
+
 def _shared_body(x, config: ModelConfig, *, initial_states=None, return_states=False, bidirectional=False):
     """Stack of shared-weight recurrent layers with dropout after each.
 
@@ -63,10 +68,13 @@ def _shared_body(x, config: ModelConfig, *, initial_states=None, return_states=F
             recurrent_dropout=config.recurrent_dropout,
             return_sequences=config.return_sequences or not last,
             return_state=return_states,
+            dtype=config.dtype,
             name=f"{config.cell}_{i}",
         )
         if bidirectional:
-            layer = keras.layers.Bidirectional(layer, merge_mode=config.merge_mode, name=f"bidirectional_{i}")
+            layer = keras.layers.Bidirectional(
+                layer, merge_mode=config.merge_mode, dtype=config.dtype, name=f"bidirectional_{i}"
+            )
         init = None if initial_states is None else list(initial_states[i * per_layer : (i + 1) * per_layer])
         out = layer(x, initial_state=init) if init is not None else layer(x)
         if return_states:
@@ -75,7 +83,9 @@ def _shared_body(x, config: ModelConfig, *, initial_states=None, return_states=F
         else:
             x = out  # (batch, time, units) or (batch, units) on the last layer
         if config.dropout:
-            x = keras.layers.Dropout(config.dropout, name=f"dropout_{i}")(x)
+            x = keras.layers.Dropout(config.dropout, dtype=config.dtype, name=f"dropout_{i}")(x)
+    if config.dtype != "float32":
+        x, *states = _float32([x, *states])
     return (x, states) if return_states else x
 
 
@@ -108,11 +118,12 @@ def _unshared(x, config, *, initial_states=None, return_states=False):
             timesteps=x.shape[1],
             cell=config.cell,
             return_sequences=config.return_sequences or not last,
+            dtype=config.dtype,
             name=f"unshared_{config.cell}_{i}",
         )(x)
         if config.dropout:
-            x = keras.layers.Dropout(config.dropout, name=f"dropout_{i}")(x)
-    return x
+            x = keras.layers.Dropout(config.dropout, dtype=config.dtype, name=f"dropout_{i}")(x)
+    return _float32([x])[0] if config.dtype != "float32" else x
 
 
 MODELS: dict[str, ModelEntry] = {
