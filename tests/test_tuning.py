@@ -410,3 +410,95 @@ def test_tune_real_classify_task_quick(tmp_path):
     [card] = [json.loads(p.read_text()) for p in (saved / "classify").glob("*/1/card.json")]
     assert card["hyperparameters"]["model"] in ("gru", "lstm") and card["tuning"]["objective"] == ["val_accuracy", "max"]
     assert card["tuning"]["score"] == pytest.approx(max(float(r["score"]) for r in rows))
+
+
+# ----------------------------------------------------------------------------- bayesian and hyperband
+
+
+def _rows(project: Path) -> list[dict]:
+    import csv
+
+    return list(csv.DictReader((project / "results.csv").open()))
+
+
+def test_bayesian_runs_the_gaussian_process_after_its_random_trials(tmp_path, capsys):
+    """4 trials: 2 random, then 2 proposed by the Gaussian process (on the conditional depth space)."""
+    project, saved = tmp_path / "project", tmp_path / "saved"
+    rc = _tune_main("--tuner", "bayesian", "--max-trials", "4", "--initial-points", "2", "--project", str(project),
+                    "--saved-models", str(saved), "--samples", "64", "--models", "gru,simple_rnn", *SMALL,
+                    "--epochs", "1")
+    out = capsys.readouterr().out
+    assert rc == 0, out[-3000:]
+    assert "bayesian: the first 2 completed trials are random, then the Gaussian process proposes" in out
+    from tuning.search import SIDECAR
+
+    oracle = json.loads((project / "oracle.json").read_text())
+    assert oracle["num_initial_points"] == 2
+    rows = _rows(project)
+    assert [r["trial"] for r in rows] == ["0", "1", "2", "3"] and {r["status"] for r in rows} == {"COMPLETED"}
+    scores = [float(r["score"]) for r in rows]
+    assert all(np.isfinite(s) and 0 <= s <= 1 for s in scores)
+    for r in rows:
+        low, high = {"gru": (1, 2), "simple_rnn": (1, 2)}[r["model"]]
+        assert low <= int(r["num_layers"]) <= high and r["units"] in ("4", "8") and r["epochs"] == "1"
+        assert 1e-4 <= float(r["learning_rate"]) <= 1e-2 and r["clipnorm"] in ("none", "0.5", "1.0", "5.0")
+        assert json.loads((project / f"trial_{r['trial']}" / SIDECAR).read_text())["epochs_run"] == 1
+    # every trial is a distinct point (the process did not re-propose a tried one)
+    keys = {tuple(r[c] for c in ("model", "num_layers", "units", "clipnorm", "learning_rate", "dropout")) for r in rows}
+    assert len(keys) == 4
+    card = json.loads(next((saved / "toy").glob("*/1/card.json")).read_text())
+    assert card["tuning"]["score"] == pytest.approx(max(scores)) and card["tuning"]["trials"] == 4
+    best = rows[int(np.argmax(scores))]
+    assert card["tuning"]["trial"] == best["trial"] and card["hyperparameters"]["model"] == best["model"]
+    # --initial-points belongs to bayesian only, and must be positive
+    for argv, message in [(["--tuner", "random", "--initial-points", "2"], "--initial-points is for --tuner bayesian"),
+                          (["--tuner", "bayesian", "--initial-points", "0"], "--initial-points 0, expected a positive")]:
+        rc = _tune_main("--project", str(tmp_path / "bad"), "--overwrite", "--samples", "64", *SMALL, *argv)
+        err = capsys.readouterr().err
+        assert rc == 2 and message in err and "Traceback" not in err, err
+
+
+def test_bayesian_default_leaves_trials_to_the_gaussian_process():
+    from tuning.search import initial_points, searched_dimensions
+    from tuning.space import SearchSpace
+
+    # the default space: model, num_layers[stacked_lstm], num_layers[gru], units, clipnorm, learning_rate, dropout
+    assert searched_dimensions(_hypermodel(SearchSpace())) == 7
+    pinned = SearchSpace(models=("gru",), clipnorms=("none",), pins={"units": 8, "num_layers": 1, "dropout": 0.0})
+    assert searched_dimensions(_hypermodel(pinned)) == 1  # learning_rate alone
+    assert initial_points(10, 7) == 5  # KerasTuner's own default (21) would leave the GP nothing of 10 trials
+    assert initial_points(100, 7) == 21 and initial_points(3, 7) == 2 and initial_points(10, 1) == 3
+
+
+def test_hyperband_runs_its_brackets_with_growing_epochs(tmp_path, capsys):
+    """--epochs 3 (max_epochs 3, factor 3): bracket 1 = 3 one-epoch trials, then the best of them trained on
+    to 3 epochs (2 more); bracket 0 = 2 fresh three-epoch trials: 6 trials, 3 + 2 + 6 = 11 epochs."""
+    project, saved = tmp_path / "project", tmp_path / "saved"
+    rc = _tune_main("--tuner", "hyperband", "--project", str(project), "--saved-models", str(saved), "--samples",
+                    "64", "--models", "gru", "--clipnorms", "none", "--range", "units=4:8", "--pin", "num_layers=1",
+                    "--verbose", "0", "--epochs", "3")
+    out = capsys.readouterr().out
+    assert rc == 0, out[-3000:]
+    from tuning.search import SIDECAR
+
+    rows = _rows(project)
+    assert len(rows) == 6 and {r["status"] for r in rows} == {"COMPLETED"}
+    scores = [float(r["score"]) for r in rows]
+    assert all(np.isfinite(s) and 0 <= s <= 1 for s in scores)
+    trials = _trials(project)
+    hp = {tid: t["hyperparameters"]["values"] for tid, t in trials.items()}
+    ids = sorted(hp)
+    assert [hp[t]["tuner/epochs"] for t in ids] == [1, 1, 1, 3, 3, 3]
+    assert [hp[t]["tuner/initial_epoch"] for t in ids] == [0, 0, 0, 1, 0, 0]
+    assert [r["epochs"] for r in rows] == ["1", "1", "1", "3", "3", "3"]
+    run = {t: json.loads((project / f"trial_{t}" / SIDECAR).read_text())["epochs_run"] for t in ids}
+    assert [run[t] for t in ids] == [1, 1, 1, 2, 3, 3] and sum(run.values()) == 11  # trials trained unequally
+    # the continued trial is the best one-epoch trial, with its hyperparameters
+    parent = hp[ids[3]]["tuner/trial_id"]
+    assert trials[parent]["score"] == max(trials[t]["score"] for t in ids[:3])
+    searched = ("model", "units", "clipnorm", "learning_rate", "dropout")
+    assert {k: hp[ids[3]][k] for k in searched} == {k: hp[parent][k] for k in searched}
+    card = json.loads(next((saved / "toy").glob("*/1/card.json")).read_text())
+    best = rows[int(np.argmax(scores))]
+    assert card["tuning"]["score"] == pytest.approx(max(scores)) and card["tuning"]["trial"] == best["trial"]
+    assert card["hyperparameters"]["epochs"] == int(best["epochs"])

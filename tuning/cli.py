@@ -51,6 +51,9 @@ def build_parser(prog: str = "seqzoo tune") -> argparse.ArgumentParser:
     s.add_argument("--tuner", choices=("random", "bayesian", "hyperband"), default="random", help="search algorithm")
     s.add_argument("--max-trials", type=int, default=10, help="trials to run (random, bayesian; hyperband: ignored, "
                                                               "its budget is --epochs)")
+    s.add_argument("--initial-points", type=int, default=None, metavar="N",
+                   help="bayesian: random trials before the Gaussian process proposes any (default: half of "
+                        "--max-trials, at least 2, at most KerasTuner's 3 per searched hyperparameter)")
     s.add_argument("--project", default=None, help="project folder (default: runs/tune/TASK-TUNER); reused to resume")
     s.add_argument("--overwrite", action="store_true", help="discard an existing --project instead of resuming it")
     s.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated zoo models to search")
@@ -108,7 +111,7 @@ def parse_objective(text: str | None, task):
 
 
 # Task flags that do not change what a trial trains: a resume may change them.
-NOT_SEARCH_STATE = ("no_export", "saved_models", "runs")
+NOT_SEARCH_STATE = ("no_export", "saved_models", "runs", "strategy")
 
 
 def task_record(task_args: argparse.Namespace) -> dict:
@@ -127,6 +130,8 @@ def _child_argv(args: argparse.Namespace, rest: list[str]) -> list[str]:
     out += [f"--pin={v}" for v in args.pin] + [f"--range={v}" for v in args.range]
     if args.objective:
         out += ["--objective", args.objective]
+    if args.initial_points is not None:
+        out += ["--initial-points", str(args.initial_points)]
     return out + rest
 
 
@@ -157,6 +162,9 @@ def run(args: argparse.Namespace, rest: list[str], prog: str) -> int:
         return launch(_child_argv(args, rest), args.workers, args.host, project, args.timeout)
 
     task_args = task.build_parser(f"{prog} {args.task}").parse_args(rest)
+    if getattr(task_args, "strategy", "none") != "none":
+        raise ValueError(f"--strategy {task_args.strategy} is for seqzoo train; seqzoo tune trains each trial on "
+                         "one device (spread trials over processes with --workers N instead)")
     objective = parse_objective(args.objective, task)
     stray = sorted(k for k in os.environ if k.startswith("KERASTUNER_"))
     if stray and not (args.chief or args.worker):
@@ -183,11 +191,16 @@ def run(args: argparse.Namespace, rest: list[str], prog: str) -> int:
     hypermodel = SeqzooHyperModel(task, data, task_args, space, objective, verbose=args.verbose)
     if not args.worker:
         hypermodel.check_objective()
-    tuner = make_tuner(args.tuner, hypermodel, project=project, max_trials=args.max_trials, seed=task_args.seed)
+    tuner = make_tuner(args.tuner, hypermodel, project=project, max_trials=args.max_trials, seed=task_args.seed,
+                       num_initial_points=args.initial_points)
     check_project(project, {"task": task.TASK, "tuner": args.tuner, "objective": [objective.name, objective.direction],
                             "space": space.to_dict(), "task_args": task_record(task_args)})
     print(f"search: {args.tuner} over {', '.join(space.searched())}; objective {objective.name} ({objective.direction});"
           f" project {project}")
+    if args.tuner == "bayesian":
+        points = tuner.oracle.num_initial_points
+        print(f"bayesian: the first {points} completed trials are random, then the Gaussian process proposes"
+              + ("" if points < args.max_trials else f" (never, with --max-trials {args.max_trials})"))
     if args.chief:
         from tuning.distributed import serve_chief
 

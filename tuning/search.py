@@ -24,7 +24,7 @@ from tuning.space import SEARCHED
 EVENTS = "events.jsonl"
 SIDECAR = "seqzoo.json"
 SEARCH_FILE = "search.json"
-COLUMNS = ["trial", "status", *SEARCHED, "score", "seconds", "tuner"]
+COLUMNS = ["trial", "status", *SEARCHED, "epochs", "score", "seconds", "tuner"]
 
 
 def _append_event(project: str | os.PathLike, **event: Any) -> None:
@@ -47,13 +47,26 @@ class _Recorded:
         _append_event(self.project_dir, event="start", trial=trial.trial_id, tuner=self.tuner_id)
         start = time.perf_counter()
         result = super().run_trial(trial, *args, **kwargs)
-        sidecar = {"seconds": round(time.perf_counter() - start, 3), "tuner": self.tuner_id, "pid": os.getpid()}
+        sidecar = {"seconds": round(time.perf_counter() - start, 3), "tuner": self.tuner_id, "pid": os.getpid(),
+                   "epochs_run": _epochs_run(result)}
         (Path(self.get_trial_dir(trial.trial_id)) / SIDECAR).write_text(json.dumps(sidecar) + "\n")
         return result
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)  # the oracle has the trial's end now
         _append_event(self.project_dir, event="end", trial=trial.trial_id, tuner=self.tuner_id, status=trial.status)
+
+
+def _epochs_run(result: Any) -> int | None:
+    """Epochs the trial's ``fit`` ran (the most of its executions), from its History."""
+    histories = result if isinstance(result, list) else [result]
+    counts = [len(h.epoch) for h in histories if hasattr(h, "epoch")]
+    return max(counts) if counts else None
+
+
+def trial_epochs(trial, default: int) -> int:
+    """Epochs the trial's model was trained in all: Hyperband's ``tuner/epochs``, else the task's epochs."""
+    return int(trial.hyperparameters.values.get("tuner/epochs", default))
 
 
 class RandomSearch(_Recorded, kt.RandomSearch):
@@ -71,13 +84,39 @@ class Hyperband(_Recorded, kt.Hyperband):
 TUNERS = {"random": RandomSearch, "bayesian": BayesianOptimization, "hyperband": Hyperband}
 
 
+def searched_dimensions(hypermodel: SeqzooHyperModel) -> int:
+    """How many hyperparameters the space searches (pins and single choices are fixed, not counted)."""
+    hp = hypermodel.fixed_hyperparameters()
+    hypermodel.draw(hp)
+    return sum(not isinstance(h, kt.engine.hyperparameters.Fixed) for h in hp.space)
+
+
+def initial_points(max_trials: int, dimensions: int) -> int:
+    """Bayesian: random trials before the Gaussian process proposes any.
+
+    KerasTuner's default, 3 per searched dimension, exceeds ``--max-trials 10`` for the default
+    space (7 dimensions: 21), which would make the search a random one; half the trials (at least 2,
+    at most KerasTuner's number) leave the other half to the Gaussian process.
+    """
+    return min(max(3 * dimensions, 3), max(2, max_trials // 2))
+
+
 def make_tuner(kind: str, hypermodel: SeqzooHyperModel, *, project: str | os.PathLike, max_trials: int,
-               seed: int, overwrite: bool = False) -> kt.Tuner:
-    """A KerasTuner tuner over ``hypermodel`` in ``project`` (resumed when it exists, unless ``overwrite``)."""
+               seed: int, overwrite: bool = False, num_initial_points: int | None = None) -> kt.Tuner:
+    """A KerasTuner tuner over ``hypermodel`` in ``project`` (resumed when it exists, unless ``overwrite``).
+
+    ``num_initial_points`` (bayesian only): random trials before the Gaussian process; default
+    :func:`initial_points`.
+    """
     if kind not in TUNERS:
         raise ValueError(f"Unknown tuner {kind!r}; expected one of {', '.join(TUNERS)}")
     if isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials <= 0:
         raise ValueError(f"Received --max-trials {max_trials!r}, expected a positive integer")
+    if num_initial_points is not None:
+        if kind != "bayesian":
+            raise ValueError(f"--initial-points is for --tuner bayesian, not {kind}")
+        if isinstance(num_initial_points, bool) or not isinstance(num_initial_points, int) or num_initial_points <= 0:
+            raise ValueError(f"Received --initial-points {num_initial_points!r}, expected a positive integer")
     project = Path(project)
     common = dict(objective=hypermodel.objective, seed=seed, hyperparameters=hypermodel.fixed_hyperparameters(),
                   directory=str(project.parent), project_name=project.name, overwrite=overwrite)
@@ -86,6 +125,9 @@ def make_tuner(kind: str, hypermodel: SeqzooHyperModel, *, project: str | os.Pat
             raise ValueError("--tuner hyperband needs --epochs >= 2 (it trains brackets of growing epochs); "
                              "use --tuner random with --quick")
         return Hyperband(hypermodel, max_epochs=hypermodel.epochs, factor=3, **common)
+    if kind == "bayesian":
+        points = num_initial_points or initial_points(max_trials, searched_dimensions(hypermodel))
+        return BayesianOptimization(hypermodel, max_trials=max_trials, num_initial_points=points, **common)
     return TUNERS[kind](hypermodel, max_trials=max_trials, **common)
 
 
@@ -119,7 +161,7 @@ def results(tuner: kt.Tuner) -> list[dict[str, Any]]:
         sidecar = json.loads(sidecar_path.read_text()) if sidecar_path.is_file() else {}
         _, _, values = tuner.hypermodel.draw(trial.hyperparameters.copy())  # effective depth per model
         rows.append({"trial": trial_id, "status": trial.status, **values,
-                     "score": trial.score, "seconds": sidecar.get("seconds"), "tuner": sidecar.get("tuner")})
+                     "epochs": trial_epochs(trial, tuner.hypermodel.epochs), "score": trial.score, "seconds": sidecar.get("seconds"), "tuner": sidecar.get("tuner")})
     return rows
 
 
@@ -227,7 +269,7 @@ def export_best(tuner: kt.Tuner, hypermodel: SeqzooHyperModel, saved_models: str
     task, data, args = hypermodel.task, hypermodel.data, hypermodel.args
     metrics = {hypermodel.objective.name: trial.score}
     card = {
-        "hyperparameters": {**compile_kwargs, **values, "epochs": hypermodel.epochs,
+        "hyperparameters": {**compile_kwargs, **values, "epochs": trial_epochs(trial, hypermodel.epochs),
                             "batch_size": getattr(args, "batch_size", None), "seed": getattr(args, "seed", None)},
         "tuning": {"project": str(Path(tuner.project_dir).resolve()), "trial": trial.trial_id,
                    "best_step": trial.best_step, "objective": [hypermodel.objective.name,

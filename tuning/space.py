@@ -35,7 +35,7 @@ DEFAULT_RANGES: dict[str, tuple[float, float]] = {
     "learning_rate": (1e-4, 1e-2),  # log sampling
     "dropout": (0.0, 0.5),  # step 0.1
 }
-# Explicit defaults (the first trial of every tuner; clipped into narrowed ranges).
+# Explicit defaults (what a hyperparameter holds before a tuner draws it; clipped into narrowed ranges).
 DEFAULTS: dict[str, Any] = {"num_layers": 1, "units": 64, "learning_rate": 1e-3, "dropout": 0.0, "clipnorm": "none"}
 INTS = ("num_layers", "units")
 DROPOUT_STEP = 0.1

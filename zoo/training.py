@@ -127,8 +127,9 @@ def fit(
     cbs: list[keras.callbacks.Callback] = []
     custom = monitor or carrier is not None
     if custom:
-        if not model.optimizer.built:
-            model.optimizer.build(model.trainable_variables)
+        if not model.optimizer.built:  # slot variables where the model's variables live (tf.distribute too)
+            with model.distribute_strategy.scope():
+                model.optimizer.build(model.trainable_variables)
 
         def build_step(k):
             return B.make_train_step(model, k, carrier=carrier, stream=stream, stats_fn=stats)

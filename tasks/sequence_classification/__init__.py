@@ -34,12 +34,15 @@ import numpy as np
 from tasks.common import (
     Formatter,
     add_model_arguments,
+    add_strategy_argument,
     add_training_arguments,
     cli,
     config_from_args,
+    distribution_strategy,
     fit_kwargs,
     resolve_run_dir,
     set_seed,
+    strategy_scope,
     training_kwargs,
 )
 from tasks.sequence_classification import data as D
@@ -135,6 +138,7 @@ def build_parser(prog: str = "seqzoo train classify") -> argparse.ArgumentParser
                            learning_rate=DEFAULTS["learning_rate"])
     h.add_argument("--lr-schedule", choices=("constant", "cosine"), default=DEFAULTS["lr_schedule"],
                         help="learning rate per epoch: constant, or cosine decay from --learning-rate to 0")
+    add_strategy_argument(parser)
     parser.set_defaults(dropout=DEFAULTS["dropout"])
     return parser
 
@@ -338,11 +342,13 @@ def train_and_evaluate(args: argparse.Namespace, *, verbose: int | str = "auto")
     from tasks.export import export, saved_models_root
     from zoo.training import fit
 
+    strategy = distribution_strategy(getattr(args, "strategy", "none"))  # first: before any TensorFlow op
     set_seed(args.seed)
     start = time.perf_counter()
     config = config_from_args(args, return_sequences=False)
     data = load_data(args)
-    model = compile(build_model(config, data), data, **training_kwargs(args))
+    with strategy_scope(args):  # --strategy: variables mirrored over the replicas
+        model = compile(build_model(config, data), data, **training_kwargs(args))
     epochs = 1 if args.quick else args.epochs
     folder = resolve_run_dir(args, TASK, config.model)
     history = fit(model, data.train, data.val, epochs=epochs, run_dir=folder, callbacks=_callbacks(args, epochs),
@@ -358,7 +364,8 @@ def train_and_evaluate(args: argparse.Namespace, *, verbose: int | str = "auto")
     (folder / "confusion_matrix.png").write_bytes(png)
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     result = {"config": config, "data": data, "model": model, "metrics": metrics, "run_dir": folder,
-              "export": None, "params": int(model.count_params())}
+              "export": None, "params": int(model.count_params()),
+              "replicas": 1 if strategy is None else int(strategy.num_replicas_in_sync)}
     if not args.no_export:
         card = {
             "data": data.provenance,
@@ -384,6 +391,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"\n=== {p['dataset']}: {config.model} ({config.units} units x {config.num_layers} layer(s), "
           f"{result['params']:,} parameters), {m['train_seconds']:.0f} s ===")
     print(f"data: {D.describe(p)}")
+    if getattr(args, "strategy", "none") != "none":
+        print(f"strategy: {args.strategy}, {result['replicas']} replica(s) in sync")
     print(f"test accuracy {m['accuracy']:.2%}   macro-F1 {m['macro_f1']:.2%}   "
           f"(majority-class baseline {m['majority_baseline_accuracy']:.2%}, {m['n_test']} test sequences)")
     if "val_accuracy" in m:
