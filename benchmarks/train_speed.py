@@ -329,18 +329,19 @@ def main(argv=None) -> int:
 
     from benchmarks.results import machine, write_section
 
+    levers = ": levers" if any(c.startswith("keras-") for c in contenders) else ""  # its own RESULTS.md section
     shape = Shape()
     rows = measure(args.cells.split(","), [int(v) for v in args.layers.split(",")], args.precisions.split(","),
                    args.repeats, args.steps, shape, args.corpus, contenders)
     body = (
-        f"## Training speed (`python -m benchmarks.train_speed {' '.join(argv)}`)\n\n"
+        f"## Training speed{levers} (`python -m benchmarks.train_speed {' '.join(argv)}`)\n\n"
         f"{machine()}\n\nChar LM: Embedding {shape.embed} -> RNN {shape.units} x layers -> Dense {shape.vocab}, "
         f"sequence {shape.seq_len}, batch {shape.batch}, Adam; median of {args.repeats} interleaved timings of "
         f"{args.steps} steps each, after warm-up.\n\n{table(rows, contenders)}\n"
     )
     print(body)
     if not args.no_write:
-        write_section("train_speed", body)
+        write_section("train_speed_levers" if levers else "train_speed", body)
     return 0
 
 

