@@ -150,6 +150,11 @@ def fit(
             cbs.append(C.EpochCheckpoint(run_dir, guard))
         cbs.append(keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True))
 
+    if _distributed(model):
+        _build_before_distributed_fit(model, train)
+        if model.distribute_strategy.extended._in_multi_worker_mode():
+            for name in ("train_step", "test_step"):
+                object.__setattr__(model, name, _leading_axis(getattr(model, name)))
     saved_jit = model.jit_compile
     if carrier is not None:
         carrier.install()
@@ -171,7 +176,7 @@ def fit(
         if carrier is not None:
             carrier.uninstall()
             model.jit_compile = saved_jit
-        for name in ("train_step", "test_step"):
+        for name in ("train_step", "test_step", "_maybe_symbolic_build"):
             model.__dict__.pop(name, None)
         _reset_functions(model)
     history.steps = guard.steps
@@ -193,6 +198,31 @@ def _distributed(model: keras.Model) -> bool:
     import tensorflow as tf
 
     return model.distribute_strategy is not tf.distribute.get_strategy()
+
+
+def _build_before_distributed_fit(model: keras.Model, train) -> None:
+    """Build the model, its compiled loss/metrics and optimizer from one local batch, in the strategy's
+    scope, and skip Keras's own build at the start of ``fit``: that one averages a distributed batch
+    with ``strategy.reduce``, which fails under MultiWorkerMirroredStrategy (keras-team/keras#20585)."""
+    import tensorflow as tf
+
+    batch = next(iter(train)) if isinstance(train, tf.data.Dataset) else None
+    if batch is None:
+        return
+    with model.distribute_strategy.scope():
+        model._symbolic_build(data_batch=batch)
+    object.__setattr__(model, "_maybe_symbolic_build", lambda *args, **kwargs: None)
+
+
+def _leading_axis(step):
+    """A step whose logs carry a leading axis of 1: across workers Keras averages logs along axis 0,
+    which a scalar does not have (keras-team/keras#20585)."""
+    import tensorflow as tf
+
+    def wrapped(data):
+        return {k: tf.expand_dims(v, 0) for k, v in step(data).items()}
+
+    return wrapped
 
 
 def _reset_functions(model: keras.Model) -> None:
