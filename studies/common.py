@@ -72,8 +72,12 @@ def verdict(a_name: str, a: Sequence[float], b_name: str, b: Sequence[float], *,
     )
 
 
-def seeds_for(args) -> list[int]:
-    return list(range(args.seeds))
+def seeds_for(args, what: str = "") -> Iterable[int]:
+    """Seeds 0..``args.seeds``-1 with a progress bar on stderr (``what``: the setting they repeat)."""
+    from tqdm import tqdm
+
+    desc = " ".join(filter(None, [getattr(args, "name", None), what, "seeds"]))
+    return tqdm(range(args.seeds), desc=desc, unit="seed")
 
 
 def write_raw(out: Path, results: dict[str, Any], rows: Iterable[dict[str, Any]] | None = None) -> None:

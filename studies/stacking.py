@@ -145,7 +145,7 @@ def run(args, out) -> dict:
     s = _settings(args)
     rows, data_info = [], {}
     for task in TASKS:
-        for seed in seeds_for(args):
+        for seed in seeds_for(args, task):
             train, features, info = (_classify if task == "classify" else _textgen)(s, seed)
             data_info[task] = info
             for match, depth, units, params in _variants(s, task, features):

@@ -153,7 +153,7 @@ def run(args, out) -> dict:
     s = _settings(args)
     rows, curves, info = [], {}, {}
     for task in TASKS:
-        for seed in seeds_for(args):
+        for seed in seeds_for(args, task):
             train, steps, meta = (_textgen if task == "textgen" else _movement)(s, seed, out)
             info[task] = meta
             for label, bptt in s["schedules"][task].items():

@@ -96,6 +96,8 @@ def fit(
     loss stops the run and raises :class:`zoo.monitor.TrainingDiverged` (a
     ``ValueError``); the last good checkpoint stays.
     """
+    import tensorflow as tf
+
     from zoo import bptt as B
     from zoo import checkpoint as C
     from zoo import monitor as M
@@ -150,11 +152,8 @@ def fit(
             cbs.append(C.EpochCheckpoint(run_dir, guard))
         cbs.append(keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True))
 
-    if _distributed(model):
-        _build_before_distributed_fit(model, train)
-        if model.distribute_strategy.extended._in_multi_worker_mode():
-            for name in ("train_step", "test_step"):
-                object.__setattr__(model, name, _leading_axis(getattr(model, name)))
+    if isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        _prepare_multi_worker(model, train)
     saved_jit = model.jit_compile
     if carrier is not None:
         carrier.install()
@@ -200,29 +199,26 @@ def _distributed(model: keras.Model) -> bool:
     return model.distribute_strategy is not tf.distribute.get_strategy()
 
 
-def _build_before_distributed_fit(model: keras.Model, train) -> None:
-    """Build the model, its compiled loss/metrics and optimizer from one local batch, in the strategy's
-    scope, and skip Keras's own build at the start of ``fit``: that one averages a distributed batch
-    with ``strategy.reduce``, which fails under MultiWorkerMirroredStrategy (keras-team/keras#20585)."""
+def _prepare_multi_worker(model: keras.Model, train) -> None:
+    """Work around keras-team/keras#20585 (Keras's ``fit`` fails under MultiWorkerMirroredStrategy):
+
+    * Keras builds the model at the start of ``fit`` by averaging a distributed batch with
+      ``strategy.reduce``, which fails across workers: build it here from one local batch instead;
+    * Keras averages the step's logs across workers along axis 0, which a scalar lacks: give every
+      log a leading axis of 1.
+    """
     import tensorflow as tf
 
-    batch = next(iter(train)) if isinstance(train, tf.data.Dataset) else None
-    if batch is None:
-        return
-    with model.distribute_strategy.scope():
-        model._symbolic_build(data_batch=batch)
-    object.__setattr__(model, "_maybe_symbolic_build", lambda *args, **kwargs: None)
+    if isinstance(train, tf.data.Dataset):
+        with model.distribute_strategy.scope():
+            model._symbolic_build(data_batch=next(iter(train)))
+        object.__setattr__(model, "_maybe_symbolic_build", lambda *args, **kwargs: None)
 
+    def leading_axis(step):
+        return lambda data: {k: tf.expand_dims(v, 0) for k, v in step(data).items()}
 
-def _leading_axis(step):
-    """A step whose logs carry a leading axis of 1: across workers Keras averages logs along axis 0,
-    which a scalar does not have (keras-team/keras#20585)."""
-    import tensorflow as tf
-
-    def wrapped(data):
-        return {k: tf.expand_dims(v, 0) for k, v in step(data).items()}
-
-    return wrapped
+    for name in ("train_step", "test_step"):
+        object.__setattr__(model, name, leading_axis(getattr(model, name)))
 
 
 def _reset_functions(model: keras.Model) -> None:
