@@ -306,7 +306,7 @@ def test_cli_bad_input_is_one_clear_line(tmp_path, capsys):
 
 def test_port_in_use_and_unreachable_chief(tmp_path, capsys, monkeypatch):
     for name in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
-        monkeypatch.delenv(name, raising=False)  # --chief/--worker set them in this process; undone after
+        monkeypatch.delenv(name, raising=False)  # a clean start, whatever the shell exported
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -323,6 +323,8 @@ def test_port_in_use_and_unreachable_chief(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert rc == 2 and f"Cannot reach the tuning chief at 127.0.0.1:{port} within 1 s" in err
     assert time.monotonic() - start < 15
+    assert not [k for k in os.environ if k.startswith("KERASTUNER_")]  # the role ends with the search
+    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
     rc = _tune_main("--project", str(tmp_path / "q"), *SMALL)  # a stray KerasTuner variable is refused
     assert rc == 2 and "KERASTUNER_ORACLE_IP" in capsys.readouterr().err
 
@@ -427,8 +429,8 @@ def test_bayesian_runs_the_gaussian_process_after_its_random_trials(tmp_path, ca
     rc = _tune_main("--tuner", "bayesian", "--max-trials", "4", "--initial-points", "2", "--project", str(project),
                     "--saved-models", str(saved), "--samples", "64", "--models", "gru,simple_rnn", *SMALL,
                     "--epochs", "1")
-    out = capsys.readouterr().out
-    assert rc == 0, out[-3000:]
+    out, err = capsys.readouterr()
+    assert rc == 0, out[-3000:] + err[-3000:]
     assert "bayesian: the first 2 completed trials are random, then the Gaussian process proposes" in out
     from tuning.search import SIDECAR
 
@@ -477,8 +479,8 @@ def test_hyperband_runs_its_brackets_with_growing_epochs(tmp_path, capsys):
     rc = _tune_main("--tuner", "hyperband", "--project", str(project), "--saved-models", str(saved), "--samples",
                     "64", "--models", "gru", "--clipnorms", "none", "--range", "units=4:8", "--pin", "num_layers=1",
                     "--verbose", "0", "--epochs", "3")
-    out = capsys.readouterr().out
-    assert rc == 0, out[-3000:]
+    out, err = capsys.readouterr()
+    assert rc == 0, out[-3000:] + err[-3000:]
     from tuning.search import SIDECAR
 
     rows = _rows(project)

@@ -228,6 +228,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "seqzoo tune") -> int:
             print(f"\n--- the task's own flags (seqzoo train {args.task}); the searched ones are set by --pin/--range ---")
             import_task(args.task).build_parser(f"{prog} {args.task}").print_help()
         return 0 if args.help else 2
+    # --chief/--worker set KerasTuner's variables for this search only; a later search in the same
+    # process (tests, notebooks) must not inherit its role.
+    saved = {k: v for k, v in os.environ.items() if k.startswith("KERASTUNER_")}
     try:
         return int(run(args, rest, prog) or 0)
     except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
@@ -246,6 +249,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "seqzoo tune") -> int:
             print(f"{prog}: error: lost the tuning chief ({exc.code().name}: {exc.details()})", file=sys.stderr)
             return 1
         raise
+    finally:
+        for key in [k for k in os.environ if k.startswith("KERASTUNER_")]:
+            del os.environ[key]
+        os.environ.update(saved)
 
 
 if __name__ == "__main__":
