@@ -160,14 +160,14 @@ def main(argv=None) -> int:
             f"Char-level LSTM ({args.units} units, embedding 32, vocab {len(vocab)}), batch {args.batch_size} x "
             f"{args.seq_len} steps, Adam with global_clipnorm=1, fits of 2 epochs x {args.steps} steps with the second "
             f"epoch timed, {args.repeats} repeats per mode interleaved (on/off, off/on, ...). "
-            f"CPU only: {results.machine()}; load average {os.getloadavg()[0]:.1f} at the end. The machine was shared "
-            "with other engineers' TensorFlow jobs while this ran, so single repeats are noisy; interleaving and "
-            "the median are meant to cancel most of it."
+            f"CPU only: {results.machine()}; load average {os.getloadavg()[0]:.1f} at the end. Single repeats on a "
+            "shared or virtual machine are noisy; interleaving and the median are meant to cancel most of it."
         )
+        command = " ".join(["python -m benchmarks.monitor_overhead", *(sys.argv[1:] if argv is None else argv)])
         results.write_section(
             "monitor",
             "## Gradient-norm monitoring overhead\n\n"
-            f"`python -m benchmarks.monitor_overhead` -- {setup}\n\n"
+            f"`{command}` -- {setup}\n\n"
             "\"on\" = `zoo.training.fit(monitor=True)`: global norm before/after clipping, per-layer and per-gate "
             "norms computed inside the compiled train step, written per step to `grad_norms.csv` and TensorBoard. "
             "\"off\" = `monitor=False` (Keras's own train step). Both write history.csv and epoch scalars.\n\n"
