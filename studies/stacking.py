@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from studies.common import fmt, fmt_ci, markdown_table, mean_ci, pyplot, savefig, seeds_for, verdict
+from studies.common import fmt, fmt_ci, markdown_table, mean_ci, pyplot, savefig, seeds_for, verdict, welch_p
 
 NAME = "stacking"
 TITLE = "Stacking: 1-4 layer LSTMs at matched and unmatched parameter counts"
@@ -241,9 +241,17 @@ def render(results) -> str:
                                        higher_is_better=higher, what=label))
             else:
                 lines.append(f"  The best mean {label} is at 1 layer ({fmt(np.mean(base))}): depth did not help here.")
-            lines.append("  Overfitting: " + verdict(f"{deep} layers", _vals(results, task, match, deep, "gap"),
-                                                      "1 layer", _vals(results, task, match, 1, "gap"),
+            gap_deep, gap_one = _vals(results, task, match, deep, "gap"), _vals(results, task, match, 1, "gap")
+            lines.append("  Overfitting: " + verdict(f"{deep} layers", gap_deep, "1 layer", gap_one,
                                                       higher_is_better=False, what=f"generalization gap ({gap_name})"))
+            train_deep = _vals(results, task, match, deep, f"train_{metric}")
+            train_one = _vals(results, task, match, 1, f"train_{metric}")
+            fits_worse = np.mean(train_deep) < np.mean(train_one) if higher else np.mean(train_deep) > np.mean(train_one)
+            if np.mean(gap_deep) < np.mean(gap_one) and fits_worse and welch_p(train_deep, train_one) < 0.05:
+                lines.append("  Fit: " + verdict(f"{deep} layers", train_deep, "1 layer", train_one,
+                                                  higher_is_better=higher, what=f"train {metric}")
+                             + f" The {deep}-layer model underfits in this training budget, so its smaller gap "
+                             "does not show that depth generalizes better.")
         lines.append("")
     if results.get("quick"):
         lines += ["Quick mode: few epochs, small widths and 2 seeds; these verdicts are a smoke test, not evidence.", ""]
