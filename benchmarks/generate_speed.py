@@ -185,10 +185,6 @@ class TorchWorker:
 # ----------------------------------------------------------------------------- seqzoo side
 
 
-def _zoo_model(cell: str, layers: int) -> str:
-    return "gru" if cell == "gru" else ("lstm" if layers == 1 else "stacked_lstm")
-
-
 def seqzoo_sampler(args, tmp: str):
     """(sampler, keras model, config, description): trained briefly and exported, or ``--export``."""
     from tasks import generate as gen
@@ -200,7 +196,9 @@ def seqzoo_sampler(args, tmp: str):
         folder = resolve_export(args.export)
         sampler, card = gen.load_sampler(folder)
         return sampler, load_keras(folder), ModelConfig.from_dict(card["config"]), f"export {folder}"
-    model_name = _zoo_model(args.cell, args.num_layers)
+    from benchmarks.train_speed import zoo_model_name
+
+    model_name = zoo_model_name(args.cell, args.num_layers)
     flags = ["--model", model_name, "--units", str(args.units), "--num-layers", str(args.num_layers),
              "--epochs", "1", "--steps-per-epoch", str(args.train_steps), "--max-chars", str(args.max_chars),
              "--sample-length", "0", "--runs", os.path.join(tmp, "runs"), "--resume", "never", "--no-monitor",
@@ -322,11 +320,11 @@ def main(argv=None) -> int:
         sampler, model, config, what = seqzoo_sampler(args, tmp)
         if config.cell not in ("lstm", "gru") or config.model in ("bidirectional", "unshared_rnn"):
             parser.error(f"--export: model {config.model!r} has no PyTorch counterpart here (lstm/stacked_lstm/gru)")
-        unseen = sampler.encode(args.prime)[1]
+        prime_ids, unseen = sampler.encode(args.prime)
         if unseen:
             print(f"note: prime characters not in the vocabulary become OOV: {unseen!r}", file=sys.stderr)
         spec = {"cell": config.cell, "units": config.units, "layers": config.num_layers,
-                "vocab_size": len(sampler.vocab), "prime_ids": sampler.encode(args.prime)[0].tolist(),
+                "vocab_size": len(sampler.vocab), "prime_ids": prime_ids.tolist(),
                 "batch": args.batch, "length": args.length, "temperature": args.temperature, "top_k": args.top_k,
                 "threads": args.torch_threads}
         seq = seqzoo_timer(sampler, args.prime, args.length, args.temperature, args.top_k, args.batch)

@@ -62,7 +62,7 @@ def _keras_timer(model, data: np.ndarray, fit: Callable, steps: int) -> Callable
     """Times ``steps`` training steps inside one ``fit`` call, from the end of its first
     batch to the end of its last: steady-state speed. What a fit call costs once (seqzoo's
     fit traces its train step anew on every call) is outside the timed window for every
-    Keras contender alike, and the ``fit setup`` column reports it."""
+    Keras contender alike; ``timed.setup`` collects it (the "first batch of a fit" column)."""
     import keras
     import tensorflow as tf
 
@@ -90,17 +90,23 @@ def _keras_timer(model, data: np.ndarray, fit: Callable, steps: int) -> Callable
     return timed
 
 
-def _char_model(layers_fn, shape: Shape, dtype: str):
+def _char_model(body, shape: Shape):
+    """Embedding -> ``body`` (the recurrent layers) -> float32 logits."""
     import keras
 
     inputs = keras.Input((shape.seq_len,), dtype="int32")
     x = keras.layers.Embedding(shape.vocab, shape.embed)(inputs)
-    logits = keras.layers.Dense(shape.vocab, dtype="float32")(layers_fn(x, dtype))
+    logits = keras.layers.Dense(shape.vocab, dtype="float32")(body(x))
     return keras.Model(inputs, logits)
 
 
 def _dtype(precision: str) -> str:
     return "mixed_bfloat16" if precision == "bf16" else "float32"
+
+
+def zoo_model_name(cell: str, layers: int) -> str:
+    """The zoo model that is a plain ``layers``-deep stack of ``cell`` (lstm or gru)."""
+    return "gru" if cell == "gru" else ("lstm" if layers == 1 else "stacked_lstm")
 
 
 def seqzoo_contender(cell: str, layers: int, precision: str, shape: Shape, data, steps: int):
@@ -109,23 +115,22 @@ def seqzoo_contender(cell: str, layers: int, precision: str, shape: Shape, data,
     import zoo
     from zoo import training
 
-    name = "gru" if cell == "gru" else ("lstm" if layers == 1 else "stacked_lstm")
-    config = zoo.ModelConfig(name, units=shape.units, num_layers=layers, return_sequences=True, dtype=_dtype(precision))
-    model = _char_model(lambda x, _: zoo.apply(config, x), shape, config.dtype)
+    config = zoo.ModelConfig(zoo_model_name(cell, layers), units=shape.units, num_layers=layers, return_sequences=True, dtype=_dtype(precision))
+    model = _char_model(lambda x: zoo.apply(config, x), shape)
     training.compile_model(model, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return _keras_timer(
         model, data, lambda m, ds, n, cbs: training.fit(m, ds, epochs=1, steps_per_epoch=n, verbose=0, callbacks=cbs), steps
     )
 
 
-def _keras_layers(cell: str, layers: int, shape: Shape, *, hoisted: bool = False, unroll: bool = False):
+def _keras_layers(cell: str, layers: int, shape: Shape, dtype: str, *, hoisted: bool = False, unroll: bool = False):
     import keras
 
     if hoisted and cell != "lstm":
         raise ValueError("the keras-hoisted contender is written for lstm only")
-    rnn = {"lstm": HoistedLSTM() if hoisted else keras.layers.LSTM, "gru": keras.layers.GRU}[cell]
+    rnn = {"lstm": hoisted_lstm_class() if hoisted else keras.layers.LSTM, "gru": keras.layers.GRU}[cell]
 
-    def body(x, dtype):
+    def body(x):
         for _ in range(layers):
             x = rnn(shape.units, return_sequences=True, unroll=unroll, dtype=dtype)(x)
         return x
@@ -137,14 +142,14 @@ def keras_contender(cell, layers, precision, shape, data, steps, *, jit_compile=
     """Bare Keras: the same char model, ``model.compile`` + ``model.fit``, nothing else."""
     import keras
 
-    model = _char_model(_keras_layers(cell, layers, shape, **lever), shape, _dtype(precision))
+    model = _char_model(_keras_layers(cell, layers, shape, _dtype(precision), **lever), shape)
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=jit_compile)
     return _keras_timer(
         model, data, lambda m, ds, n, cbs: m.fit(ds, epochs=1, steps_per_epoch=n, verbose=0, callbacks=cbs), steps
     )
 
 
-def HoistedLSTM():
+def hoisted_lstm_class():
     """``keras.layers.LSTM`` with the input projection hoisted out of the recurrence: one
     (batch*T, in) x (in, 4 units) matmul before the loop, only h x U inside it (a lever
     measured here, not used by the zoo). Same weights and outputs as ``keras.layers.LSTM``

@@ -107,7 +107,6 @@ def test_classify_quick_trains_and_exports_under_mirrored_strategy(tmp_path, cap
     assert float(np.mean(probs.argmax(-1) == labels)) == pytest.approx(metrics["accuracy"])
 
 
-
 @pytest.mark.parametrize("task", ["textgen", "movement"])
 def test_other_tasks_train_and_export_under_mirrored_strategy(task, tmp_path, capsys):
     """textgen and movement take ``--strategy mirrored`` too: every batch takes a step with a finite
@@ -129,6 +128,7 @@ def test_other_tasks_train_and_export_under_mirrored_strategy(task, tmp_path, ca
     assert main(["train", task, "--quick", "--strategy", "mirrored", "--bptt", "4", "--runs", str(runs),
                  "--no-export"]) == 2
     assert "tf.distribute cannot synchronize" in capsys.readouterr().err
+
 
 def test_two_multiworker_processes_end_with_identical_weights(tmp_path):
     from tuning.distributed import free_port

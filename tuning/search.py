@@ -161,7 +161,8 @@ def results(tuner: kt.Tuner) -> list[dict[str, Any]]:
         sidecar = json.loads(sidecar_path.read_text()) if sidecar_path.is_file() else {}
         _, _, values = tuner.hypermodel.draw(trial.hyperparameters.copy())  # effective depth per model
         rows.append({"trial": trial_id, "status": trial.status, **values,
-                     "epochs": trial_epochs(trial, tuner.hypermodel.epochs), "score": trial.score, "seconds": sidecar.get("seconds"), "tuner": sidecar.get("tuner")})
+                     "epochs": trial_epochs(trial, tuner.hypermodel.epochs), "score": trial.score,
+                     "seconds": sidecar.get("seconds"), "tuner": sidecar.get("tuner")})
     return rows
 
 
