@@ -295,14 +295,14 @@ def table(rows: list[dict], contenders) -> str:
     if "torch" in contenders:
         head += [f"{c}/torch" for c in contenders if c != "torch"]
     if {"seqzoo", "keras"} <= set(contenders):
-        head += ["seqzoo overhead vs keras", "first batch of a fit, s (seqzoo / keras)"]
+        head += ["seqzoo vs keras", "first batch of a fit, s (seqzoo / keras)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["cell"], str(r["layers"]), r["precision"]] + [f"{r[c]:,.0f}" for c in contenders]
         if "torch" in contenders:
             cells += [f"{r[c] / r['torch']:.2f}x" for c in contenders if c != "torch"]
         if {"seqzoo", "keras"} <= set(contenders):
-            cells += [f"{(r['keras'] / r['seqzoo'] - 1) * 100:+.1f}%", f"{r['seqzoo setup']:.2f} / {r['keras setup']:.2f}"]
+            cells += [f"{(r['seqzoo'] / r['keras'] - 1) * 100:+.1f}%", f"{r['seqzoo setup']:.2f} / {r['keras setup']:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
