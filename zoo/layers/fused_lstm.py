@@ -30,8 +30,8 @@ from keras import activations
 @tf.function(jit_compile=True)
 def _forward(x, kernel, recurrent_kernel, bias, h0, c0):
     """x (T, B, in) time-major -> h, c, gates of every step (T, B, .) and the final h, c."""
-    steps, batch, units = tf.shape(x)[0], tf.shape(x)[1], h0.shape[-1]
-    xw = tf.reshape(tf.matmul(tf.reshape(x, [-1, x.shape[-1]]), kernel) + bias, [steps, batch, 4 * units])
+    steps, units = tf.shape(x)[0], h0.shape[-1]
+    xw = tf.einsum("tbi,ik->tbk", x, kernel) + bias  # every step's input projection at once
 
     def step(t, h, c, hs, cs, gates):
         z = xw[t] + tf.matmul(h, recurrent_kernel)
@@ -41,7 +41,7 @@ def _forward(x, kernel, recurrent_kernel, bias, h0, c0):
         h = o * tf.tanh(c)
         return t + 1, h, c, hs.write(t, h), cs.write(t, c), gates.write(t, tf.concat([i, f, g, o], 1))
 
-    arrays = [tf.TensorArray(x.dtype, size=steps) for _ in range(3)]
+    arrays = [tf.TensorArray(x.dtype, size=steps, element_shape=s) for s in (h0.shape, c0.shape, xw.shape[1:])]
     _, h, c, hs, cs, gates = tf.while_loop(lambda t, *_: t < steps, step, (0, h0, c0, *arrays))
     return hs.stack(), cs.stack(), gates.stack(), h, c
 
@@ -49,7 +49,7 @@ def _forward(x, kernel, recurrent_kernel, bias, h0, c0):
 @tf.function(jit_compile=True)
 def _backward(x, kernel, recurrent_kernel, h0, c0, hs, cs, gates, d_hs, dh, dc):
     """Gradients of (x, kernel, recurrent_kernel, bias, h0, c0), all time-major like ``_forward``."""
-    steps, batch, units = tf.shape(x)[0], tf.shape(x)[1], h0.shape[-1]
+    steps, units = tf.shape(x)[0], h0.shape[-1]
     c_prev = tf.concat([c0[None], cs[:-1]], 0)
     recurrent_t = tf.transpose(recurrent_kernel)
 
@@ -64,14 +64,14 @@ def _backward(x, kernel, recurrent_kernel, h0, c0, hs, cs, gates, d_hs, dh, dc):
         return t - 1, tf.matmul(dz, recurrent_t), dc * f, dzs.write(t, dz)
 
     _, dh0, dc0, dzs = tf.while_loop(
-        lambda t, *_: t >= 0, step, (steps - 1, dh, dc, tf.TensorArray(x.dtype, size=steps))
+        lambda t, *_: t >= 0, step, (steps - 1, dh, dc, tf.TensorArray(x.dtype, size=steps, element_shape=gates.shape[1:]))
     )
-    dz = tf.reshape(dzs.stack(), [-1, 4 * units])  # (T * B, 4 units)
-    h_prev = tf.reshape(tf.concat([h0[None], hs[:-1]], 0), [-1, units])
-    d_recurrent = tf.matmul(h_prev, dz, transpose_a=True)
-    d_kernel = tf.matmul(tf.reshape(x, [-1, x.shape[-1]]), dz, transpose_a=True)
-    dx = tf.reshape(tf.matmul(dz, kernel, transpose_b=True), [steps, batch, x.shape[-1]])
-    return dx, d_kernel, d_recurrent, tf.reduce_sum(dz, 0), dh0, dc0
+    dz = dzs.stack()  # (T, B, 4 units)
+    h_prev = tf.concat([h0[None], hs[:-1]], 0)
+    d_recurrent = tf.einsum("tbu,tbk->uk", h_prev, dz)
+    d_kernel = tf.einsum("tbi,tbk->ik", x, dz)
+    dx = tf.einsum("tbk,ik->tbi", dz, kernel)
+    return dx, d_kernel, d_recurrent, tf.reduce_sum(dz, [0, 1]), dh0, dc0
 
 
 @tf.custom_gradient
@@ -80,6 +80,11 @@ def _fused(x, kernel, recurrent_kernel, bias, h0, c0):
     # tape from trying to differentiate them; ``grad`` below is their gradient.
     args = [tf.stop_gradient(v) for v in (tf.transpose(x, [1, 0, 2]), kernel, recurrent_kernel, bias, h0, c0)]
     hs, cs, gates, h, c = _forward(*args)
+    # A trace for a more general shape (batch None, from a Keras graph) may have served this
+    # call; put back the static shape of the outputs (a jit-compiled caller's loop needs it).
+    hs.set_shape(args[0].shape[:-1] + h0.shape[-1:])
+    h.set_shape(h0.shape)
+    c.set_shape(c0.shape)
 
     def grad(d_outputs, dh, dc):
         xt, kernel_, recurrent_, _, h0_, c0_ = args
