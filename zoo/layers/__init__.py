@@ -1,6 +1,6 @@
 """Custom layers of the zoo."""
 
-from zoo.layers.fused_lstm import FusedLSTM
+from zoo.layers.fused_rnn import FusedGRU, FusedLSTM
 from zoo.layers.unshared_rnn import UnsharedRNN
 
-__all__ = ["FusedLSTM", "UnsharedRNN"]
+__all__ = ["FusedGRU", "FusedLSTM", "UnsharedRNN"]

@@ -1,6 +1,6 @@
-"""The fused CPU LSTM (``zoo.layers.FusedLSTM``) is ``keras.layers.LSTM``, only faster:
-the same outputs, gradients and training loss curve, and Keras's own loop wherever
-the fused one does not apply."""
+"""The fused CPU loops (``zoo.layers.FusedLSTM``, ``FusedGRU``) are ``keras.layers.LSTM`` and
+``keras.layers.GRU``, only faster: the same outputs, gradients and training loss curve, and
+Keras's own loop wherever the fused one does not apply."""
 
 from __future__ import annotations
 
@@ -12,20 +12,28 @@ import tensorflow as tf
 import zoo
 from tests.test_precision import _loss_curve
 from zoo import models
-from zoo.layers import FusedLSTM
+from zoo.layers import FusedGRU, FusedLSTM
 
 B, T, F, UNITS = 3, 9, 5, 4
+PAIRS = {"lstm": (keras.layers.LSTM, FusedLSTM), "gru": (keras.layers.GRU, FusedGRU)}
+N_STATES = {"lstm": 2, "gru": 1}
 
 
-def _twins(x, **kwargs):
-    """A keras.layers.LSTM and a FusedLSTM holding the same weights (bias perturbed, so a
-    gate-order or bias mix-up cannot pass)."""
-    ref, fused = keras.layers.LSTM(UNITS, **kwargs), FusedLSTM(UNITS, **kwargs)
+@pytest.fixture(params=sorted(PAIRS))
+def cell(request):
+    return request.param
+
+
+def _twins(cell, x, **kwargs):
+    """Keras's layer and the fused one holding the same weights (all perturbed, so a gate-order
+    or bias mix-up cannot pass)."""
+    ref_cls, fused_cls = PAIRS[cell]
+    ref, fused = ref_cls(UNITS, **kwargs), fused_cls(UNITS, **kwargs)
     ref(x), fused(x)
-    kernel, recurrent, bias = ref.get_weights()
-    bias = bias + np.random.default_rng(1).normal(scale=0.5, size=bias.shape).astype("float32")
-    ref.set_weights([kernel, recurrent, bias])
-    fused.set_weights([kernel, recurrent, bias])
+    rng = np.random.default_rng(1)
+    weights = [w + rng.normal(scale=0.3, size=w.shape).astype("float32") for w in ref.get_weights()]
+    ref.set_weights(weights)
+    fused.set_weights(weights)
     return ref, fused
 
 
@@ -50,79 +58,87 @@ def _outputs_and_gradients(layer, x, **call_kwargs):
     ids=["sequences", "last-and-states", "go-backwards"],
 )
 @pytest.mark.parametrize("with_initial_state", [False, True], ids=["zero-state", "carried-state"])
-def test_fused_matches_keras_outputs_and_gradients(kwargs, with_initial_state):
+def test_fused_matches_keras_outputs_and_gradients(cell, kwargs, with_initial_state):
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(size=(B, T, F)).astype("float32"))
-    ref, fused = _twins(x, **kwargs)
-    assert fused.fused() and not fused.fused(training=False, mask=tf.ones((B, T), bool))
-    call = {"initial_state": [tf.constant(rng.normal(size=(B, UNITS)).astype("float32")) for _ in range(2)]} if with_initial_state else {}
+    ref, fused = _twins(cell, x, **kwargs)
+    assert fused.fused()
+    states = [tf.constant(rng.normal(size=(B, UNITS)).astype("float32")) for _ in range(N_STATES[cell])]
+    call = {"initial_state": states} if with_initial_state else {}
     (ref_out, ref_grads), (out, grads) = _outputs_and_gradients(ref, x, **call), _outputs_and_gradients(fused, x, **call)
-    assert len(out) == len(ref_out) and len(grads) == len(ref_grads) == 4 + 2 * with_initial_state
+    assert len(out) == len(ref_out) and len(grads) == len(ref_grads) == 4 + len(call.get("initial_state", []))
     for a, b in zip(out + grads, ref_out + ref_grads):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
-    assert np.abs(grads[0]).max() > 1e-3  # the gradients are not trivially zero
+    assert min(np.abs(g).max() for g in grads) > 1e-3  # no gradient is trivially zero
 
 
-def test_fused_falls_back_to_the_keras_loop_where_it_does_not_apply():
+def test_fused_falls_back_to_the_keras_loop_where_it_does_not_apply(cell):
     x = tf.constant(np.random.default_rng(0).normal(size=(B, T, F)).astype("float32"))
     # A mask: the padded steps carry the state, exactly as Keras's loop does.
     mask = tf.constant(np.arange(T)[None, :] < np.array([[T], [5], [2]]))
-    ref, fused = _twins(x, return_sequences=True)
+    ref, fused = _twins(cell, x, return_sequences=True)
     assert not fused.fused(mask=mask)
     np.testing.assert_allclose(np.asarray(fused(x, mask=mask)), np.asarray(ref(x, mask=mask)), atol=1e-6)
+    fused_cls = PAIRS[cell][1]
     # Dropout inside the cell while training; in inference the fused loop applies.
-    dropping = FusedLSTM(UNITS, recurrent_dropout=0.5)
+    dropping = fused_cls(UNITS, recurrent_dropout=0.5)
     assert not dropping.fused(training=True) and dropping.fused(training=False)
     # bfloat16 compute and non-default activations use Keras's loop.
-    assert not FusedLSTM(UNITS, dtype="mixed_bfloat16").fused()
-    assert not FusedLSTM(UNITS, activation="relu").fused()
+    assert not fused_cls(UNITS, dtype="mixed_bfloat16").fused()
+    assert not fused_cls(UNITS, activation="relu").fused()
+    if cell == "gru":
+        assert not fused_cls(UNITS, reset_after=False).fused()
 
 
-def test_every_zoo_lstm_uses_the_fused_layer():
+def test_every_zoo_lstm_and_gru_uses_a_fused_layer():
     for config in (
         zoo.ModelConfig("lstm", units=UNITS),
         zoo.ModelConfig("stacked_lstm", units=UNITS, num_layers=2),
+        zoo.ModelConfig("gru", units=UNITS, num_layers=2),
         zoo.ModelConfig("bidirectional", units=UNITS, cell="lstm"),
+        zoo.ModelConfig("bidirectional", units=UNITS, cell="gru"),
     ):
         model = zoo.build(config, T, F)
-        rnns = [l for l in model._flatten_layers() if isinstance(l, keras.layers.LSTM)]
-        assert rnns and all(isinstance(l, FusedLSTM) for l in rnns), config.model
+        rnns = [l for l in model._flatten_layers() if isinstance(l, (keras.layers.LSTM, keras.layers.GRU))]
+        assert rnns and all(isinstance(l, (FusedLSTM, FusedGRU)) for l in rnns), config
 
 
-def test_bidirectional_fused_matches_keras():
+def test_bidirectional_fused_matches_keras(cell):
     x = tf.constant(np.random.default_rng(4).normal(size=(B, T, F)).astype("float32"))
-    ref = keras.layers.Bidirectional(keras.layers.LSTM(UNITS, return_sequences=True))
-    fused = keras.layers.Bidirectional(FusedLSTM(UNITS, return_sequences=True))
+    ref_cls, fused_cls = PAIRS[cell]
+    ref = keras.layers.Bidirectional(ref_cls(UNITS, return_sequences=True))
+    fused = keras.layers.Bidirectional(fused_cls(UNITS, return_sequences=True))
     ref(x), fused(x)
     fused.set_weights(ref.get_weights())
     np.testing.assert_allclose(np.asarray(fused(x)), np.asarray(ref(x)), atol=1e-6)
 
 
-@pytest.mark.parametrize("bptt", [None, 8], ids=["full-bptt", "truncated-bptt-8"])
-def test_training_with_the_fused_layer_follows_the_keras_loss_curve(monkeypatch, bptt):
+@pytest.mark.parametrize("model,bptt", [("lstm", None), ("lstm", 8), ("gru", None)])
+def test_training_with_the_fused_layer_follows_the_keras_loss_curve(monkeypatch, model, bptt):
     """The zoo's own training path (monitored step; truncated BPTT carries states through
     the fused loop) on the same data from the same initial weights."""
-    fused = _loss_curve("lstm", "float32", bptt)
-    monkeypatch.setitem(models._RNN_CLASSES, "lstm", keras.layers.LSTM)
-    ref = _loss_curve("lstm", "float32", bptt)
+    fused = _loss_curve(model, "float32", bptt)
+    cell = "lstm" if model == "lstm" else "gru"
+    monkeypatch.setitem(models._RNN_CLASSES, cell, PAIRS[cell][0])
+    ref = _loss_curve(model, "float32", bptt)
     assert ref[-1] < 0.5 * ref[0]  # the task is learned, so the curves have a shape to compare
     # Measured: at most 3e-7 relative difference at any epoch (float32 round-off).
     np.testing.assert_allclose(fused, ref, rtol=1e-5)
 
 
-def test_static_shapes_survive_a_more_general_trace():
+def test_static_shapes_survive_a_more_general_trace(cell):
     """A graph with unknown batch and length traces the fused loop first; a later call with
     known shapes (the sampler's jit-compiled loop) still gets static output shapes."""
-    layer = FusedLSTM(UNITS, return_sequences=True, return_state=True)
+    layer = PAIRS[cell][1](UNITS, return_sequences=True, return_state=True)
     spec = tf.TensorSpec((None, None, F))
     tf.function(lambda x: layer(x), input_signature=[spec]).get_concrete_function()
     shapes = []
 
     @tf.function(jit_compile=True)
-    def step(x, h, c):
-        out = layer(x, initial_state=[h, c])
+    def step(x, *states):
+        out = layer(x, initial_state=list(states))
         shapes.extend(t.shape.as_list() for t in out)
         return out
 
-    step(tf.zeros((1, 1, F)), tf.zeros((1, UNITS)), tf.zeros((1, UNITS)))
-    assert shapes == [[1, 1, UNITS], [1, UNITS], [1, UNITS]]
+    step(tf.zeros((1, 1, F)), *[tf.zeros((1, UNITS))] * N_STATES[cell])
+    assert shapes == [[1, 1, UNITS]] + [[1, UNITS]] * N_STATES[cell]
