@@ -83,11 +83,36 @@ def test_fused_falls_back_to_the_keras_loop_where_it_does_not_apply(cell):
     # Dropout inside the cell while training; in inference the fused loop applies.
     dropping = fused_cls(UNITS, recurrent_dropout=0.5)
     assert not dropping.fused(training=True) and dropping.fused(training=False)
-    # bfloat16 compute and non-default activations use Keras's loop.
-    assert not fused_cls(UNITS, dtype="mixed_bfloat16").fused()
+    # float16 compute and non-default activations use Keras's loop; bfloat16 takes the fused one.
+    assert not fused_cls(UNITS, dtype="mixed_float16").fused()
     assert not fused_cls(UNITS, activation="relu").fused()
+    assert fused_cls(UNITS, dtype="mixed_bfloat16").fused()
     if cell == "gru":
         assert not fused_cls(UNITS, reset_after=False).fused()
+
+
+def test_bfloat16_fused_layer_is_closer_to_float32_than_keras_bfloat16_layer(cell):
+    """Under ``mixed_bfloat16`` the fused layer runs its large matmuls in bfloat16 and the
+    recurrence in float32: its outputs and gradients are bf16 tensors within bf16 rounding of
+    the float32 layer's, and no further from them than Keras's all-bfloat16 loop."""
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.normal(size=(B, T, F)).astype("float32"))
+    ref_cls, fused_cls = PAIRS[cell]
+    layers = {
+        "float32": fused_cls(UNITS, return_sequences=True),
+        "fused bf16": fused_cls(UNITS, return_sequences=True, dtype="mixed_bfloat16"),
+        "keras bf16": ref_cls(UNITS, return_sequences=True, dtype="mixed_bfloat16"),
+    }
+    for layer in layers.values():
+        layer(x)
+        layer.set_weights(layers["float32"].get_weights())
+    assert layers["fused bf16"].fused() and layers["fused bf16"](x).dtype == tf.bfloat16
+    (ref_out, ref_grads), *rest = (_outputs_and_gradients(layer, x) for layer in layers.values())
+    errors = [max(np.abs(a.astype("float32") - b).max() / np.abs(b).max() for a, b in zip(out + grads, ref_out + ref_grads))
+              for out, grads in rest]
+    fused_error, keras_error = errors
+    assert fused_error < 2e-2  # bfloat16 keeps 8 significant bits
+    assert fused_error <= keras_error
 
 
 def test_every_zoo_lstm_and_gru_uses_a_fused_layer():

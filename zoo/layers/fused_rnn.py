@@ -7,159 +7,224 @@ Keras's layers, weights and equations (LSTM gates i, f, c, o; GRU gates z, r, h 
 ``reset_after``) and replace only that loop with:
 
 - a forward pass that projects all inputs in one matmul, then runs the recurrence
-  (``h U`` plus the elementwise cell) in one XLA-compiled loop, keeping the states
-  and gate activations of every step;
+  (``h U`` plus the elementwise cell) in one XLA-compiled loop, keeping what the
+  backward pass needs of every step;
 - a hand-written backward pass (``tf.custom_gradient``): one XLA-compiled reverse
-  loop that carries only the state gradients through ``dz U^T``, then the weight
-  gradients of all steps as a few large matmuls.
+  loop that carries only the state gradients through ``dz U^T``, then the input and
+  weight gradients of all steps as a few large matmuls.
 
-Outputs and gradients match Keras's layers to float32 round-off (tested); speed is
-in ``benchmarks/RESULTS.md`` (``python -m benchmarks.train_speed``). Where the fused
-loop does not apply, the layers are exactly Keras's: on a GPU (Keras's cuDNN path),
-with a mask, with dropout while training, with a non-float32 compute dtype (XLA's
-CPU bfloat16 matmuls are slower than oneDNN's), or with other activations.
+The large matmuls run outside XLA (oneDNN) in the layer's compute dtype; the
+recurrence always runs in float32. Under ``mixed_bfloat16`` that makes the large
+matmuls twice as fast and keeps the states in float32 (Keras's own loop rounds them to
+bfloat16 every step). Everything is batch-major, as Keras's layers are: no sequence is
+transposed.
+
+In float32 outputs and gradients match Keras's layers to round-off; in bfloat16 they
+are no further from float32 than Keras's bfloat16 loop (both tested). Speed is in
+``benchmarks/RESULTS.md`` (``python -m benchmarks.train_speed``). Where the fused loop
+does not apply, the layers are exactly Keras's: on a GPU (Keras's cuDNN path), with a
+mask, with dropout while training, in float16, or with other activations.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import keras
 import tensorflow as tf
 from keras import activations
+from tensorflow.compiler.tf2xla.python.xla import dynamic_update_slice
 
-# Every loop function below is time-major: x (T, B, in), per-step arrays (T, B, .).
+# The loops are batch-major: per-step arrays are (B, T, .); step t reads column t of each
+# and writes column t of its outputs in place.
 
 
-def _arrays(dtype, steps, *shapes):
-    return [tf.TensorArray(dtype, size=steps, element_shape=s) for s in shapes]
+def _buffers(batch, steps, *widths):
+    return [tf.zeros([batch, steps, w]) for w in widths]
+
+
+def _write(buffer, t, value):
+    """``buffer[:, t] = value`` in place: (B, T, n) <- (B, n)."""
+    return dynamic_update_slice(buffer, value[:, None], [0, t, 0])
+
+
+def _shifted(first, sequence):
+    """``[first, sequence[:, 0], ..., sequence[:, -2]]`` along time: the previous step's state."""
+    return tf.concat([first[:, None], sequence[:, :-1]], 1)
+
+
+def _gate_scale(units):
+    """Per-column scale and shift that make one ``tanh`` over the LSTM pre-activation
+    (i|f|g|o) compute every gate: sigmoid(z) = 0.5 tanh(z / 2) + 0.5 on i, f, o and tanh(z)
+    on g. XLA's CPU ``tanh`` is vectorized; its ``logistic`` is a slower ``exp``."""
+    half, one = tf.fill([units], 0.5), tf.ones([units])
+    return tf.concat([half, half, one, half], 0), tf.concat([half, half, 0 * one, half], 0)
 
 
 @tf.function(jit_compile=True)
-def _lstm_forward(x, kernel, recurrent_kernel, bias, h0, c0):
-    """-> hs, (cs, gates i|f|g|o), final (h, c)."""
-    steps, units = tf.shape(x)[0], h0.shape[-1]
-    xw = tf.einsum("tbi,ik->tbk", x, kernel) + bias  # every step's input projection at once
+def _lstm_forward(xw, recurrent_kernel, h0, c0):
+    """``xw`` (B, T, 4 units): every step's input projection plus bias.
+    -> hs, (w, dh->dc factors, forget gates), final (h, c).
 
-    def step(t, h, c, hs, cs, gates):
-        z = xw[t] + tf.matmul(h, recurrent_kernel)
-        i, f, _, o = tf.split(tf.sigmoid(z), 4, axis=1)
-        g = tf.tanh(z[:, 2 * units : 3 * units])
-        c = f * c + i * g
-        h = o * tf.tanh(c)
-        return t + 1, h, c, hs.write(t, h), cs.write(t, c), gates.write(t, tf.concat([i, f, g, o], 1))
+    Besides the outputs the loop keeps only what the backward pass multiplies by, so the
+    backward loop has no transcendental and no gather: per step it forms
+    ``dz = [dc, dc, dc, dh] * w`` with ``w = [g i'(z), c_prev f'(z), i g'(z), tanh(c) o'(z)]``.
+    """
+    (batch, steps, _), units = tf.unstack(tf.shape(xw)), h0.shape[-1]
+    scale, shift = _gate_scale(units)
 
-    arrays = _arrays(x.dtype, steps, h0.shape, c0.shape, xw.shape[1:])
-    _, h, c, hs, cs, gates = tf.while_loop(lambda t, *_: t < steps, step, (0, h0, c0, *arrays))
-    return hs.stack(), (cs.stack(), gates.stack()), (h, c)
+    def step(t, h, c, hs, ws, ys, fs):
+        a = tf.tanh((xw[:, t] + tf.matmul(h, recurrent_kernel)) * scale) * scale + shift  # i|f|g|o
+        i, f, g, o = tf.split(a, 4, axis=1)
+        c_prev, c = c, f * c + i * g
+        tanh_c = tf.tanh(c)
+        h = o * tanh_c
+        d_act = (1 - a) * (a + 1 - 2 * shift)  # sigmoid' = a (1 - a), tanh' = (1 - a)(1 + a)
+        w = tf.concat([g, c_prev, i, tanh_c], 1) * d_act
+        return t + 1, h, c, _write(hs, t, h), _write(ws, t, w), _write(ys, t, o * (1 - tanh_c * tanh_c)), _write(fs, t, f)
+
+    buffers = _buffers(batch, steps, units, 4 * units, units, units)
+    _, h, c, hs, *saved = tf.while_loop(lambda t, *_: t < steps, step, (0, h0, c0, *buffers))
+    return hs, saved, (h, c)
 
 
 @tf.function(jit_compile=True)
-def _lstm_backward(x, kernel, recurrent_kernel, bias, h0, c0, hs, saved, d_hs, dh, dc):
-    """-> dx, (d_kernel, d_recurrent_kernel, d_bias, dh0, dc0)."""
-    cs, gates = saved
-    steps = tf.shape(x)[0]
-    c_prev = tf.concat([c0[None], cs[:-1]], 0)
+def _lstm_backward(recurrent_kernel, h_prev, saved, d_hs, dh, dc):
+    """-> (dz, dz): the gradient of every step's pre-activation, which is both the input
+    projection's and the recurrent projection's; (dh0, dc0). (``h_prev`` is GRU's.)"""
+    ws, ys, fs = saved
+    batch, steps, _ = tf.unstack(tf.shape(ws))
     recurrent_t = tf.transpose(recurrent_kernel)
 
     def step(t, dh, dc, dzs):
-        i, f, g, o = tf.split(gates[t], 4, axis=1)
-        tanh_c = tf.tanh(cs[t])
-        dh = dh + d_hs[t]
-        dc = dc + dh * o * (1 - tanh_c * tanh_c)
-        dz = tf.concat(
-            [dc * g * i * (1 - i), dc * c_prev[t] * f * (1 - f), dc * i * (1 - g * g), dh * tanh_c * o * (1 - o)], 1
-        )
-        return t - 1, tf.matmul(dz, recurrent_t), dc * f, dzs.write(t, dz)
+        dh = dh + d_hs[:, t]
+        dc = dc + dh * ys[:, t]
+        dz = tf.concat([dc, dc, dc, dh], 1) * ws[:, t]
+        return t - 1, tf.matmul(dz, recurrent_t), dc * fs[:, t], _write(dzs, t, dz)
 
-    _, dh0, dc0, dz = tf.while_loop(lambda t, *_: t >= 0, step, (steps - 1, dh, dc, *_arrays(x.dtype, steps, gates.shape[1:])))
-    dz = dz.stack()  # (T, B, 4 units): the pre-activation gradients of every step
-    h_prev = tf.concat([h0[None], hs[:-1]], 0)
-    d_kernel, d_recurrent = tf.einsum("tbi,tbk->ik", x, dz), tf.einsum("tbu,tbk->uk", h_prev, dz)
-    return tf.einsum("tbk,ik->tbi", dz, kernel), (d_kernel, d_recurrent, tf.reduce_sum(dz, [0, 1]), dh0, dc0)
+    _, dh0, dc0, dz = tf.while_loop(lambda t, *_: t >= 0, step, (steps - 1, dh, dc, *_buffers(batch, steps, ws.shape[-1])))
+    return (dz, dz), (dh0, dc0)
 
 
 @tf.function(jit_compile=True)
-def _gru_forward(x, kernel, recurrent_kernel, bias, h0):
-    """-> hs, (gates z|r|hh, recurrent h-projection), final (h,). ``bias`` is (2, 3 units):
-    input and recurrent bias (Keras's ``reset_after=True``)."""
-    steps = tf.shape(x)[0]
-    xw = tf.einsum("tbi,ik->tbk", x, kernel) + bias[0]
+def _gru_forward(xw, recurrent_kernel, recurrent_bias, h0):
+    """``xw`` (B, T, 3 units): every step's input projection plus input bias (Keras's
+    ``reset_after=True``). -> hs, (h_prev, gates z|r|hh, recurrent h-projection), final (h,)."""
+    (batch, steps, _), units = tf.unstack(tf.shape(xw)), h0.shape[-1]
 
     def step(t, h, hs, gates, rec_hs):
-        x_z, x_r, x_h = tf.split(xw[t], 3, axis=1)
-        rec_z, rec_r, rec_h = tf.split(tf.matmul(h, recurrent_kernel) + bias[1], 3, axis=1)
+        x_z, x_r, x_h = tf.split(xw[:, t], 3, axis=1)
+        rec_z, rec_r, rec_h = tf.split(tf.matmul(h, recurrent_kernel) + recurrent_bias, 3, axis=1)
         z, r = tf.sigmoid(x_z + rec_z), tf.sigmoid(x_r + rec_r)
         hh = tf.tanh(x_h + r * rec_h)
         h = z * h + (1 - z) * hh
-        return t + 1, h, hs.write(t, h), gates.write(t, tf.concat([z, r, hh], 1)), rec_hs.write(t, rec_h)
+        return t + 1, h, _write(hs, t, h), _write(gates, t, tf.concat([z, r, hh], 1)), _write(rec_hs, t, rec_h)
 
-    arrays = _arrays(x.dtype, steps, h0.shape, xw.shape[1:], h0.shape)
-    _, h, hs, gates, rec_hs = tf.while_loop(lambda t, *_: t < steps, step, (0, h0, *arrays))
-    return hs.stack(), (gates.stack(), rec_hs.stack()), (h,)
+    buffers = _buffers(batch, steps, units, 3 * units, units)
+    _, h, hs, *saved = tf.while_loop(lambda t, *_: t < steps, step, (0, h0, *buffers))
+    return hs, saved, (h,)
 
 
 @tf.function(jit_compile=True)
-def _gru_backward(x, kernel, recurrent_kernel, bias, h0, hs, saved, d_hs, dh):
-    """-> dx, (d_kernel, d_recurrent_kernel, d_bias, dh0)."""
+def _gru_backward(recurrent_kernel, h_prev, saved, d_hs, dh):
+    """-> (gradient of the input projection, of the recurrent projection ``h U + b``), (dh0,)."""
     gates, rec_hs = saved
-    steps = tf.shape(x)[0]
-    h_prev = tf.concat([h0[None], hs[:-1]], 0)
+    batch, steps, _ = tf.unstack(tf.shape(gates))
     recurrent_t = tf.transpose(recurrent_kernel)
 
     def step(t, dh, d_inputs, d_recurrents):
-        z, r, hh = tf.split(gates[t], 3, axis=1)
-        dh = dh + d_hs[t]
-        dz = dh * (h_prev[t] - hh) * z * (1 - z)
+        z, r, hh = tf.split(gates[:, t], 3, axis=1)
+        dh = dh + d_hs[:, t]
+        dz = dh * (h_prev[:, t] - hh) * z * (1 - z)
         dhh = dh * (1 - z) * (1 - hh * hh)
-        dr = dhh * rec_hs[t] * r * (1 - r)
-        d_recurrent = tf.concat([dz, dr, dhh * r], 1)  # gradient of h U + recurrent bias
+        dr = dhh * rec_hs[:, t] * r * (1 - r)
+        d_recurrent = tf.concat([dz, dr, dhh * r], 1)
         dh = dh * z + tf.matmul(d_recurrent, recurrent_t)
-        return t - 1, dh, d_inputs.write(t, tf.concat([dz, dr, dhh], 1)), d_recurrents.write(t, d_recurrent)
+        return t - 1, dh, _write(d_inputs, t, tf.concat([dz, dr, dhh], 1)), _write(d_recurrents, t, d_recurrent)
 
-    arrays = _arrays(x.dtype, steps, gates.shape[1:], gates.shape[1:])
-    _, dh0, d_in, d_rec = tf.while_loop(lambda t, *_: t >= 0, step, (steps - 1, dh, *arrays))
-    d_in, d_rec = d_in.stack(), d_rec.stack()  # (T, B, 3 units) each
-    d_kernel, d_recurrent = tf.einsum("tbi,tbk->ik", x, d_in), tf.einsum("tbu,tbk->uk", h_prev, d_rec)
-    d_bias = tf.stack([tf.reduce_sum(d_in, [0, 1]), tf.reduce_sum(d_rec, [0, 1])])
-    return tf.einsum("tbk,ik->tbi", d_in, kernel), (d_kernel, d_recurrent, d_bias, dh0)
+    buffers = _buffers(batch, steps, gates.shape[-1], gates.shape[-1])
+    _, dh0, d_in, d_rec = tf.while_loop(lambda t, *_: t >= 0, step, (steps - 1, dh, *buffers))
+    return (d_in, d_rec), (dh0,)
 
 
-def _sequence(forward, backward, x, weights, states):
-    """Run a fused loop over batch-major ``x`` (batch, T, in) from ``states``.
+def _matmul(a, b, **kwargs):
+    """(B, T, n) x (n, k) or, with ``transpose_a``, (B, T, n)^T x (B, T, k) as one 2-D matmul
+    outside XLA (oneDNN: as fast as XLA's in float32, twice as fast in bfloat16)."""
+    flat = lambda v: tf.reshape(v, [-1, v.shape[-1]])  # noqa: E731
+    if kwargs.get("transpose_a"):
+        return tf.matmul(flat(a), flat(b), **kwargs)
+    return tf.reshape(tf.matmul(flat(a), b, **kwargs), tf.concat([tf.shape(a)[:-1], [-1]], 0))
 
-    Returns ``(outputs (batch, T, units), *final_states)``, differentiable in ``x``,
-    every weight and every state.
+
+@dataclass(frozen=True)
+class _Cell:
+    forward: Callable  # (xw, recurrent_kernel, [recurrent_bias], *states) -> hs, saved, final states
+    backward: Callable  # (recurrent_kernel, h_prev, saved, d_hs, *d_states) -> (d_input, d_recurrent), d_states
+    recurrent_bias: bool  # bias is (2, gates): input and recurrent bias (GRU, reset_after=True)
+
+
+_LSTM = _Cell(_lstm_forward, _lstm_backward, recurrent_bias=False)
+_GRU = _Cell(_gru_forward, _gru_backward, recurrent_bias=True)
+
+
+def _sequence(cell: _Cell, x, kernel, recurrent_kernel, bias, states):
+    """Run ``cell``'s fused loop over ``x`` (batch, T, in) from ``states``.
+
+    Returns ``(outputs (batch, T, units), *final_states)`` in ``x``'s dtype, differentiable in
+    ``x``, every weight and every state. The large matmuls (every step's input projection and,
+    in the backward pass, the input and weight gradients of all steps at once) run in ``x``'s
+    dtype, float32 or bfloat16; the recurrence runs in float32 in one XLA-compiled loop.
     """
 
     @tf.custom_gradient
-    def run(x, *params):
+    def run(*inputs):
         # The compiled functions are opaque to autodiff: stop_gradient keeps an outer
         # tape from trying to differentiate them; ``grad`` below is their gradient.
-        args = [tf.stop_gradient(v) for v in (tf.transpose(x, [1, 0, 2]), *params)]
-        hs, saved, final = forward(*args)
+        x, kernel, recurrent_kernel, bias, *states = [tf.stop_gradient(v) for v in inputs]
+        f32 = [tf.cast(v, tf.float32) for v in (recurrent_kernel, bias, *states)]
+        recurrent_f32, bias_f32, states_f32 = f32[0], f32[1], f32[2:]
+        input_bias, loop_bias = (bias_f32[0], [bias_f32[1]]) if cell.recurrent_bias else (bias_f32, [])
+        xw = tf.cast(_matmul(x, kernel), tf.float32) + input_bias  # (B, T, gates)
+        hs, saved, final = cell.forward(xw, recurrent_f32, *loop_bias, *states_f32)
         # A trace for a more general shape (batch None, from a Keras graph) may have served
         # this call; put back the static shapes (a jit-compiled caller's loop needs them).
-        hs.set_shape(args[0].shape[:-1] + params[-1].shape[-1:])
-        for state, initial in zip(final, params[-len(final) :]):
+        hs.set_shape(x.shape[:-1] + recurrent_kernel.shape[:1])
+        for state, initial in zip(final, states):
             state.set_shape(initial.shape)
 
         def grad(d_outputs, *d_final):
-            dx, d_params = backward(*args, hs, saved, tf.transpose(d_outputs, [1, 0, 2]), *d_final)
-            return (tf.transpose(dx, [1, 0, 2]), *d_params)
+            h_prev = _shifted(states_f32[0], hs)
+            (d_input, d_recurrent), d_states = cell.backward(
+                recurrent_f32, h_prev, saved, tf.cast(d_outputs, tf.float32), *(tf.cast(d, tf.float32) for d in d_final)
+            )
+            d_bias = tf.reduce_sum(d_input, [0, 1])
+            if cell.recurrent_bias:
+                d_bias = tf.stack([d_bias, tf.reduce_sum(d_recurrent, [0, 1])])
+            d_input, d_recurrent, h_prev = (tf.cast(v, x.dtype) for v in (d_input, d_recurrent, h_prev))
+            grads = (
+                _matmul(d_input, kernel, transpose_b=True),  # dx
+                _matmul(x, d_input, transpose_a=True),  # d_kernel
+                _matmul(h_prev, d_recurrent, transpose_a=True),  # d_recurrent_kernel
+                d_bias,
+                *d_states,
+            )
+            return [tf.cast(g, v.dtype) for g, v in zip(grads, inputs, strict=True)]
 
-        return (tf.transpose(hs, [1, 0, 2]), *final), grad
+        return (tf.cast(hs, x.dtype), *(tf.cast(s, x.dtype) for s in final)), grad
 
-    return run(*[tf.convert_to_tensor(v) for v in (x, *weights, *states)])
+    return run(*[tf.convert_to_tensor(v) for v in (x, kernel, recurrent_kernel, bias, *states)])
 
 
 def lstm_sequence(x, kernel, recurrent_kernel, bias, h0, c0):
     """Keras's LSTM equations over ``x`` (batch, T, in) from ``h0, c0``: ``(outputs, h, c)``."""
-    return _sequence(_lstm_forward, _lstm_backward, x, (kernel, recurrent_kernel, bias), (h0, c0))
+    return _sequence(_LSTM, x, kernel, recurrent_kernel, bias, (h0, c0))
 
 
 def gru_sequence(x, kernel, recurrent_kernel, bias, h0):
     """Keras's GRU equations (``reset_after=True``, ``bias`` (2, 3 units)) over ``x`` from
     ``h0``: ``(outputs, h)``."""
-    return _sequence(_gru_forward, _gru_backward, x, (kernel, recurrent_kernel, bias), (h0,))
+    return _sequence(_GRU, x, kernel, recurrent_kernel, bias, (h0,))
 
 
 class _Fused:
@@ -173,7 +238,7 @@ class _Fused:
         return (
             keras.backend.backend() == "tensorflow"
             and not tf.config.list_logical_devices("GPU")
-            and self.compute_dtype == "float32"
+            and self.compute_dtype in ("float32", "bfloat16")
             and mask is None
             and not self.unroll
             and self.use_bias
