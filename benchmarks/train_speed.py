@@ -8,8 +8,9 @@ warmed up first; then the timings are interleaved (contender A, B, C, A, B, C,
 ...) and the median of the repeats is reported, so a slow spell on a shared
 machine hits all of them alike. A Keras timing is the steady state inside one
 ``fit`` call (after its first batch); the first batch of a fit is reported apart.
-seqzoo's layers are ``zoo.layers.FusedLSTM`` / ``FusedGRU`` (a fused CPU loop in
-float32), the ``keras`` contender's are ``keras.layers.LSTM`` / ``GRU``.
+seqzoo's layers are ``zoo.layers.FusedLSTM`` / ``FusedGRU`` (a fused CPU loop: float32
+recurrence, large matmuls in the compute dtype), the ``keras`` contender's are
+``keras.layers.LSTM`` / ``GRU``.
 
 The ``keras-xla``, ``keras-unroll`` and ``keras-hoisted`` contenders are speed
 levers tried one at a time on bare Keras (XLA, an unrolled loop, the input

@@ -43,7 +43,7 @@ def _outputs_and_gradients(layer, x, **call_kwargs):
         tape.watch(watched)
         outputs = tf.nest.flatten(layer(x, **call_kwargs))
         # A different weight per output tensor, so each one's gradient is checked.
-        loss = sum(tf.reduce_sum(t * w) for t, w in zip(outputs, (1.0, -2.0, 3.0)))
+        loss = sum(tf.reduce_sum(t * w) for t, w in zip(outputs, (1.0, -2.0, 3.0), strict=False))
     grads = tape.gradient(loss, watched + layer.trainable_weights)
     return [np.asarray(t) for t in outputs], [np.asarray(g) for g in grads]
 
@@ -67,7 +67,7 @@ def test_fused_matches_keras_outputs_and_gradients(cell, kwargs, with_initial_st
     call = {"initial_state": states} if with_initial_state else {}
     (ref_out, ref_grads), (out, grads) = _outputs_and_gradients(ref, x, **call), _outputs_and_gradients(fused, x, **call)
     assert len(out) == len(ref_out) and len(grads) == len(ref_grads) == 4 + len(call.get("initial_state", []))
-    for a, b in zip(out + grads, ref_out + ref_grads):
+    for a, b in zip(out + grads, ref_out + ref_grads, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
     assert min(np.abs(g).max() for g in grads) > 1e-3  # no gradient is trivially zero
 
@@ -108,7 +108,7 @@ def test_bfloat16_fused_layer_is_closer_to_float32_than_keras_bfloat16_layer(cel
         layer.set_weights(layers["float32"].get_weights())
     assert layers["fused bf16"].fused() and layers["fused bf16"](x).dtype == tf.bfloat16
     (ref_out, ref_grads), *rest = (_outputs_and_gradients(layer, x) for layer in layers.values())
-    errors = [max(np.abs(a.astype("float32") - b).max() / np.abs(b).max() for a, b in zip(out + grads, ref_out + ref_grads))
+    errors = [max(np.abs(a.astype("float32") - b).max() / np.abs(b).max() for a, b in zip(out + grads, ref_out + ref_grads, strict=True))
               for out, grads in rest]
     fused_error, keras_error = errors
     assert fused_error < 2e-2  # bfloat16 keeps 8 significant bits
@@ -124,8 +124,8 @@ def test_every_zoo_lstm_and_gru_uses_a_fused_layer():
         zoo.ModelConfig("bidirectional", units=UNITS, cell="gru"),
     ):
         model = zoo.build(config, T, F)
-        rnns = [l for l in model._flatten_layers() if isinstance(l, (keras.layers.LSTM, keras.layers.GRU))]
-        assert rnns and all(isinstance(l, (FusedLSTM, FusedGRU)) for l in rnns), config
+        rnns = [layer for layer in model._flatten_layers() if isinstance(layer, (keras.layers.LSTM, keras.layers.GRU))]
+        assert rnns and all(isinstance(layer, (FusedLSTM, FusedGRU)) for layer in rnns), config
 
 
 def test_bidirectional_fused_matches_keras(cell):

@@ -190,7 +190,7 @@ def _sequence(cell: _Cell, x, kernel, recurrent_kernel, bias, states):
         # A trace for a more general shape (batch None, from a Keras graph) may have served
         # this call; put back the static shapes (a jit-compiled caller's loop needs them).
         hs.set_shape(x.shape[:-1] + recurrent_kernel.shape[:1])
-        for state, initial in zip(final, states):
+        for state, initial in zip(final, states, strict=True):
             state.set_shape(initial.shape)
 
         def grad(d_outputs, *d_final):
