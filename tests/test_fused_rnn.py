@@ -12,7 +12,7 @@ import tensorflow as tf
 import zoo
 from tests.test_precision import _loss_curve
 from zoo import models
-from zoo.layers import FusedGRU, FusedLSTM
+from zoo.layers import FusedGRU, FusedLSTM, fused_rnn
 
 B, T, F, UNITS = 3, 9, 5, 4
 PAIRS = {"lstm": (keras.layers.LSTM, FusedLSTM), "gru": (keras.layers.GRU, FusedGRU)}
@@ -37,14 +37,18 @@ def _twins(cell, x, **kwargs):
     return ref, fused
 
 
-def _outputs_and_gradients(layer, x, **call_kwargs):
+def _gradients(layer, x, **call_kwargs):
     watched = [x, *call_kwargs.get("initial_state", [])]
     with tf.GradientTape() as tape:
         tape.watch(watched)
         outputs = tf.nest.flatten(layer(x, **call_kwargs))
         # A different weight per output tensor, so each one's gradient is checked.
         loss = sum(tf.reduce_sum(t * w) for t, w in zip(outputs, (1.0, -2.0, 3.0), strict=False))
-    grads = tape.gradient(loss, watched + layer.trainable_weights)
+    return outputs, tape.gradient(loss, watched + layer.trainable_weights)
+
+
+def _outputs_and_gradients(layer, x, **call_kwargs):
+    outputs, grads = _gradients(layer, x, **call_kwargs)
     return [np.asarray(t) for t in outputs], [np.asarray(g) for g in grads]
 
 
@@ -65,11 +69,50 @@ def test_fused_matches_keras_outputs_and_gradients(cell, kwargs, with_initial_st
     assert fused.fused()
     states = [tf.constant(rng.normal(size=(B, UNITS)).astype("float32")) for _ in range(N_STATES[cell])]
     call = {"initial_state": states} if with_initial_state else {}
-    (ref_out, ref_grads), (out, grads) = _outputs_and_gradients(ref, x, **call), _outputs_and_gradients(fused, x, **call)
+    (ref_out, ref_grads), (out, grads) = (
+        _outputs_and_gradients(ref, x, **call),
+        _outputs_and_gradients(fused, x, **call),
+    )
     assert len(out) == len(ref_out) and len(grads) == len(ref_grads) == 4 + len(call.get("initial_state", []))
     for a, b in zip(out + grads, ref_out + ref_grads, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
     assert min(np.abs(g).max() for g in grads) > 1e-3  # no gradient is trivially zero
+
+
+@pytest.mark.parametrize("batch,dynamic", [(25, False), (2, True)], ids=["static-uneven", "dynamic-with-empty-chunk"])
+def test_batch_chunks_run_as_concurrent_loops_with_keras_results(monkeypatch, cell, batch, dynamic):
+    """On a 3-core machine a batch of 25 runs as loops over 8, 8 and 9 rows; a batch unknown
+    at trace time is split into 3 at run time, even when a chunk is empty."""
+    monkeypatch.setattr(fused_rnn, "_usable_cores", lambda: 3)
+    splits = []
+    split = fused_rnn._batch_split
+    monkeypatch.setattr(fused_rnn, "_batch_split", lambda *a: splits.append(split(*a)) or splits[-1])
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(batch, T, F)).astype("float32"))
+    states = [tf.constant(rng.normal(size=(batch, UNITS)).astype("float32")) for _ in range(N_STATES[cell])]
+    ref, fused = _twins(cell, x, return_sequences=True, return_state=True)
+    splits.clear()
+
+    def run(layer, x, *states):
+        if not dynamic:
+            return _outputs_and_gradients(layer, x, initial_state=list(states))
+        spec = [tf.TensorSpec((None, T, F))] + [tf.TensorSpec((None, UNITS))] * len(states)
+        graph = tf.function(lambda x, *s: _gradients(layer, x, initial_state=list(s)), input_signature=spec)
+        outputs, grads = graph(x, *states)
+        return [np.asarray(t) for t in outputs], [np.asarray(g) for g in grads]
+
+    (ref_out, ref_grads), (out, grads) = run(ref, x, *states), run(fused, x, *states)
+    assert [len(s) for s in splits] == [3] and (dynamic or splits[0] == [8, 8, 9])
+    for a, b in zip(out + grads, ref_out + ref_grads, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_only_small_recurrent_kernels_are_split(monkeypatch):
+    """Measured on 2 cores: two loops pay up to LSTM 512 and lose at LSTM 1024."""
+    monkeypatch.setattr(fused_rnn, "_usable_cores", lambda: 2)
+    assert fused_rnn._batch_split(64, tf.zeros((512, 2048))) == [32, 32]
+    assert fused_rnn._batch_split(64, tf.zeros((1024, 4096))) == [64]
+    assert fused_rnn._batch_split(15, tf.zeros((256, 1024))) == [15]  # chunks of at least 8 rows
 
 
 def test_fused_falls_back_to_the_keras_loop_where_it_does_not_apply(cell):
@@ -108,8 +151,13 @@ def test_bfloat16_fused_layer_is_closer_to_float32_than_keras_bfloat16_layer(cel
         layer.set_weights(layers["float32"].get_weights())
     assert layers["fused bf16"].fused() and layers["fused bf16"](x).dtype == tf.bfloat16
     (ref_out, ref_grads), *rest = (_outputs_and_gradients(layer, x) for layer in layers.values())
-    errors = [max(np.abs(a.astype("float32") - b).max() / np.abs(b).max() for a, b in zip(out + grads, ref_out + ref_grads, strict=True))
-              for out, grads in rest]
+    errors = [
+        max(
+            np.abs(a.astype("float32") - b).max() / np.abs(b).max()
+            for a, b in zip(out + grads, ref_out + ref_grads, strict=True)
+        )
+        for out, grads in rest
+    ]
     fused_error, keras_error = errors
     assert fused_error < 2e-2  # bfloat16 keeps 8 significant bits
     assert fused_error <= keras_error
