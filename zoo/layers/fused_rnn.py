@@ -7,9 +7,9 @@ Keras's layers, weights and equations (LSTM gates i, f, c, o; GRU gates z, r, h 
 ``reset_after``) and replace only that loop with:
 
 - a forward pass that projects all inputs in one matmul, then runs the recurrence
-  (``h U`` plus the elementwise cell) in one XLA-compiled loop, keeping what the
+  (``h U`` plus the elementwise cell) in an XLA-compiled loop, keeping what the
   backward pass needs of every step;
-- a hand-written backward pass (``tf.custom_gradient``): one XLA-compiled reverse
+- a hand-written backward pass (``tf.custom_gradient``): an XLA-compiled reverse
   loop that carries only the state gradients through ``dz U^T``, then the input and
   weight gradients of all steps as a few large matmuls.
 
@@ -17,7 +17,8 @@ The large matmuls run outside XLA (oneDNN) in the layer's compute dtype; the
 recurrence always runs in float32. Under ``mixed_bfloat16`` that makes the large
 matmuls twice as fast and keeps the states in float32 (Keras's own loop rounds them to
 bfloat16 every step). Everything is batch-major, as Keras's layers are: no sequence is
-transposed.
+transposed. XLA's CPU loop runs on one core, so the batch is split into chunks whose
+loops run concurrently, one per core (:func:`_batch_split`).
 
 In float32 outputs and gradients match Keras's layers to round-off; in bfloat16 they
 are no further from float32 than Keras's bfloat16 loop (both tested). Speed is in
@@ -195,7 +196,7 @@ def _batch_split(batch, recurrent_kernel) -> list:
     TensorFlow's inter-op pool runs side by side) do the recurrence of 64 x LSTM 256 in
     0.65x the time of one loop. It stops paying once the recurrent kernel outgrows the cache
     (units 1024: 1.15x slower), so only kernels up to 4 MiB in float32 are split, into at most
-    one chunk per core and at least 8 rows per chunk. Measured on 2 cores only.
+    one chunk per core (and ``MAX_CHUNKS``) and at least 8 rows per chunk. Measured on 2 cores only.
     """
     chunks = min(_usable_cores(), MAX_CHUNKS)
     if recurrent_kernel.shape.num_elements() > 2**20:
