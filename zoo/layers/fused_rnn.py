@@ -169,7 +169,8 @@ def _matmul(a, b, **kwargs):
     flat = lambda v: tf.reshape(v, [-1, v.shape[-1]])  # noqa: E731
     if kwargs.get("transpose_a"):
         return tf.matmul(flat(a), flat(b), **kwargs)
-    return tf.reshape(tf.matmul(flat(a), b, **kwargs), tf.concat([tf.shape(a)[:-1], [-1]], 0))
+    product = tf.matmul(flat(a), b, **kwargs)
+    return tf.reshape(product, tf.concat([tf.shape(a)[:-1], tf.shape(product)[-1:]], 0))  # -1 fails on empty chunks
 
 
 @dataclass(frozen=True)
@@ -223,20 +224,20 @@ def _sequence(cell: _Cell, x, kernel, recurrent_kernel, bias, states):
         # The compiled functions are opaque to autodiff: stop_gradient keeps an outer
         # tape from trying to differentiate them; ``grad`` below is their gradient.
         x, kernel, recurrent_kernel, bias, *states = [tf.stop_gradient(v) for v in inputs]
-        f32 = [tf.cast(v, tf.float32) for v in (recurrent_kernel, bias, *states)]
-        recurrent_f32, bias_f32, states_f32 = f32[0], f32[1], f32[2:]
+        recurrent_f32, bias_f32, *states_f32 = [tf.cast(v, tf.float32) for v in (recurrent_kernel, bias, *states)]
         input_bias, loop_bias = (bias_f32[0], [bias_f32[1]]) if cell.recurrent_bias else (bias_f32, [])
-        xw = tf.cast(_matmul(x, kernel), tf.float32) + input_bias  # (B, T, gates)
         sizes = _batch_split(x.shape[0] if x.shape[0] is not None else tf.shape(x)[0], recurrent_kernel)
         split = (lambda v: [v]) if len(sizes) == 1 else (lambda v: tf.split(v, tf.stack(sizes), axis=0))
         concat = (lambda vs: vs[0]) if len(sizes) == 1 else (lambda vs: tf.concat(vs, 0))
-        state_chunks = list(zip(*(split(s) for s in states_f32), strict=True))
-        chunks = [
-            cell.forward(xw_i, recurrent_f32, *loop_bias, *states_i)
-            for xw_i, states_i in zip(split(xw), state_chunks, strict=True)
-        ]
-        hs = concat([hs_i for hs_i, _, _ in chunks])
-        final = [concat(list(s)) for s in zip(*(final_i for _, _, final_i in chunks), strict=True)]
+        # Each chunk is one independent pipeline (input projection, loop, and in ``grad`` its
+        # backward loop and gradient matmuls), so chunks overlap and no (B, T, gates) array
+        # is ever split or concatenated.
+        chunks = []  # (x_i, states_i, hs_i, saved_i, final_i)
+        for x_i, *states_i in zip(split(x), *(split(s) for s in states_f32), strict=True):
+            xw = tf.cast(_matmul(x_i, kernel), tf.float32) + input_bias  # (b, T, gates)
+            chunks.append((x_i, states_i, *cell.forward(xw, recurrent_f32, *loop_bias, *states_i)))
+        hs = concat([c[2] for c in chunks])
+        final = [concat(list(s)) for s in zip(*(c[4] for c in chunks), strict=True)]
         # A trace for a more general shape (batch None, from a Keras graph) may have served
         # this call; put back the static shapes (a jit-compiled caller's loop needs them).
         hs.set_shape(x.shape[:-1] + recurrent_kernel.shape[:1])
@@ -244,28 +245,24 @@ def _sequence(cell: _Cell, x, kernel, recurrent_kernel, bias, states):
             state.set_shape(initial.shape)
 
         def grad(d_outputs, *d_final):
-            d_chunks = [split(tf.cast(d, tf.float32)) for d in (d_outputs, *d_final)]
-            h_prevs, d_inputs, d_recurrents, d_states = [], [], [], []
-            for (hs_i, saved, _), states_i, (d_hs, *d_final_i) in zip(
-                chunks, state_chunks, zip(*d_chunks, strict=True), strict=True
-            ):
-                h_prevs.append(_shifted(states_i[0], hs_i))
-                (d_in, d_rec), d_states_i = cell.backward(recurrent_f32, h_prevs[-1], saved, d_hs, *d_final_i)
-                d_inputs.append(d_in)
-                d_recurrents.append(d_rec)
+            d_chunks = zip(*(split(tf.cast(d, tf.float32)) for d in (d_outputs, *d_final)), strict=True)
+            dxs, weight_grads, d_states = [], [], []
+            for (x_i, states_i, hs_i, saved, _), (d_hs, *d_final_i) in zip(chunks, d_chunks, strict=True):
+                h_prev = _shifted(states_i[0], hs_i)
+                (d_input, d_recurrent), d_states_i = cell.backward(recurrent_f32, h_prev, saved, d_hs, *d_final_i)
+                d_bias = tf.reduce_sum(d_input, [0, 1])
+                if cell.recurrent_bias:
+                    d_bias = tf.stack([d_bias, tf.reduce_sum(d_recurrent, [0, 1])])
+                d_input, d_recurrent, h_prev = (tf.cast(v, x.dtype) for v in (d_input, d_recurrent, h_prev))
+                dxs.append(_matmul(d_input, kernel, transpose_b=True))
+                weight_grads.append(
+                    (_matmul(x_i, d_input, transpose_a=True), _matmul(h_prev, d_recurrent, transpose_a=True), d_bias)
+                )
                 d_states.append(d_states_i)
-            h_prev, d_input, d_recurrent = concat(h_prevs), concat(d_inputs), concat(d_recurrents)
-            d_states = [concat(list(d)) for d in zip(*d_states, strict=True)]
-            d_bias = tf.reduce_sum(d_input, [0, 1])
-            if cell.recurrent_bias:
-                d_bias = tf.stack([d_bias, tf.reduce_sum(d_recurrent, [0, 1])])
-            d_input, d_recurrent, h_prev = (tf.cast(v, x.dtype) for v in (d_input, d_recurrent, h_prev))
             grads = (
-                _matmul(d_input, kernel, transpose_b=True),  # dx
-                _matmul(x, d_input, transpose_a=True),  # d_kernel
-                _matmul(h_prev, d_recurrent, transpose_a=True),  # d_recurrent_kernel
-                d_bias,
-                *d_states,
+                concat(dxs),
+                *(tf.add_n([tf.cast(g, tf.float32) for g in gs]) for gs in zip(*weight_grads, strict=True)),
+                *(concat(list(d)) for d in zip(*d_states, strict=True)),
             )
             return [tf.cast(g, v.dtype) for g, v in zip(grads, inputs, strict=True)]
 
