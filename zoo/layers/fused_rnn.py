@@ -236,8 +236,8 @@ def _sequence(cell: _Cell, x, kernel, recurrent_kernel, bias, states):
         for x_i, *states_i in zip(split(x), *(split(s) for s in states_f32), strict=True):
             xw = tf.cast(_matmul(x_i, kernel), tf.float32) + input_bias  # (b, T, gates)
             chunks.append((x_i, states_i, *cell.forward(xw, recurrent_f32, *loop_bias, *states_i)))
-        hs = concat([c[2] for c in chunks])
-        final = [concat(list(s)) for s in zip(*(c[4] for c in chunks), strict=True)]
+        hs = concat([hs_i for _, _, hs_i, _, _ in chunks])
+        final = [concat(list(s)) for s in zip(*(final_i for *_, final_i in chunks), strict=True)]
         # A trace for a more general shape (batch None, from a Keras graph) may have served
         # this call; put back the static shapes (a jit-compiled caller's loop needs them).
         hs.set_shape(x.shape[:-1] + recurrent_kernel.shape[:1])
@@ -255,13 +255,13 @@ def _sequence(cell: _Cell, x, kernel, recurrent_kernel, bias, states):
                     d_bias = tf.stack([d_bias, tf.reduce_sum(d_recurrent, [0, 1])])
                 d_input, d_recurrent, h_prev = (tf.cast(v, x.dtype) for v in (d_input, d_recurrent, h_prev))
                 dxs.append(_matmul(d_input, kernel, transpose_b=True))
-                weight_grads.append(
+                weight_grads.append(  # this chunk's d_kernel, d_recurrent_kernel, d_bias
                     (_matmul(x_i, d_input, transpose_a=True), _matmul(h_prev, d_recurrent, transpose_a=True), d_bias)
                 )
                 d_states.append(d_states_i)
             grads = (
-                concat(dxs),
-                *(tf.add_n([tf.cast(g, tf.float32) for g in gs]) for gs in zip(*weight_grads, strict=True)),
+                concat(dxs),  # dx
+                *(tf.add_n([tf.cast(g, tf.float32) for g in gs]) for gs in zip(*weight_grads, strict=True)),  # summed
                 *(concat(list(d)) for d in zip(*d_states, strict=True)),
             )
             return [tf.cast(g, v.dtype) for g, v in zip(grads, inputs, strict=True)]
