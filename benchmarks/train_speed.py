@@ -9,7 +9,7 @@ warmed up first; then the timings are interleaved (contender A, B, C, A, B, C,
 machine hits all of them alike. A Keras timing is the steady state inside one
 ``fit`` call (after its first batch); the first batch of a fit is reported apart.
 seqzoo's layers are ``zoo.layers.FusedLSTM`` / ``FusedGRU`` (a fused CPU loop: float32
-recurrence, large matmuls in the compute dtype), the ``keras`` contender's are
+states, matmuls on the compute dtype), the ``keras`` contender's are
 ``keras.layers.LSTM`` / ``GRU``.
 
 The ``keras-xla``, ``keras-unroll`` and ``keras-hoisted`` contenders are speed
