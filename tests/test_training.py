@@ -191,6 +191,17 @@ def test_bptt_refuses_models_that_cannot_carry_state():
         training.fit(m, data, verbose=0)  # full BPTT with monitoring works
 
 
+def _tensorboard_scalars(folder: Path) -> dict[str, dict[int, float]]:
+    """tag -> {step: value} of the TensorBoard scalars in ``folder``'s event files."""
+    scalars: dict[str, dict[int, float]] = {}
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                assert value.metadata.plugin_data.plugin_name == "scalars"
+                scalars.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
+    return scalars
+
+
 @pytest.mark.parametrize(
     "clip", [{"clipnorm": 0.05}, {"global_clipnorm": 0.05}, {"clipvalue": 0.002}, {}], ids=lambda c: next(iter(c), "none")
 )
@@ -217,7 +228,10 @@ def test_monitor_logs_norms_before_and_after_keras_clipping(tmp_path, clip):
     rows = list(csv.DictReader(open(tmp_path / "grad_norms.csv")))
     assert len(rows) == 1 and float(rows[0]["grad_norm"]) == pytest.approx(step["grad_norm"])
     assert (tmp_path / "grad_norms.png").stat().st_size > 1000
-    assert list((tmp_path / "tensorboard" / "train").glob("events.out.tfevents.*"))
+    scalars = _tensorboard_scalars(tmp_path / "tensorboard" / "train")
+    assert scalars["step/grad_norm"] == {1: pytest.approx(step["grad_norm"])}
+    assert scalars["step/grad_norm/lstm_0/f"] == {1: pytest.approx(step["grad_norm/lstm_0/f"])}
+    assert scalars["epoch_loss"] == {0: pytest.approx(hist.history["loss"][0])}
     assert hist.history["grad_norm"][0] == pytest.approx(step["grad_norm"])
     assert "_grad_norms" not in hist.history
 
