@@ -74,8 +74,8 @@ def _gate_scale(units):
 
 
 @tf.function(jit_compile=True)
-def _lstm_forward(xw, recurrent_kernel, h0, c0):
-    """``xw`` (B, T, 4 units): every step's input projection plus bias.
+def _lstm_forward(xw, bias, recurrent_kernel, h0, c0):
+    """``xw`` (B, T, 4 units): every step's input projection (in the compute dtype).
     -> hs, (w, dh->dc factors, forget gates), final (h, c).
 
     Besides the outputs the loop keeps only what the backward pass multiplies by, so the
@@ -86,7 +86,8 @@ def _lstm_forward(xw, recurrent_kernel, h0, c0):
     scale, shift = _gate_scale(units)
 
     def step(t, h, c, hs, ws, ys, fs):
-        a = tf.tanh((xw[:, t] + _recurrent_matmul(h, recurrent_kernel)) * scale) * scale + shift  # i|f|g|o
+        z = tf.cast(xw[:, t], tf.float32) + bias + _recurrent_matmul(h, recurrent_kernel)
+        a = tf.tanh(z * scale) * scale + shift  # i|f|g|o
         i, f, g, o = tf.split(a, 4, axis=1)
         c_prev, c = c, f * c + i * g
         tanh_c = tf.tanh(c)
@@ -111,31 +112,31 @@ def _lstm_forward(xw, recurrent_kernel, h0, c0):
 @tf.function(jit_compile=True)
 def _lstm_backward(recurrent_t, h_prev, saved, d_hs, dh, dc):
     """-> (dz, dz): the gradient of every step's pre-activation, which is both the input
-    projection's and the recurrent projection's; (dh0, dc0). (``h_prev`` is GRU's.)"""
+    projection's and the recurrent projection's; d_bias; (dh0, dc0). (``h_prev`` is GRU's.)"""
     ws, ys, fs = saved
-    batch, steps, _ = tf.unstack(tf.shape(ws))
+    batch, steps, gates = tf.unstack(tf.shape(ws))
 
-    def step(t, dh, dc, dzs):
+    def step(t, dh, dc, d_bias, dzs):
         dh = dh + d_hs[:, t]
         dc = dc + dh * ys[:, t]
         dz = tf.concat([dc, dc, dc, dh], 1) * ws[:, t]
-        return t - 1, _recurrent_matmul(dz, recurrent_t), dc * fs[:, t], _write(dzs, t, dz)
+        return t - 1, _recurrent_matmul(dz, recurrent_t), dc * fs[:, t], d_bias + tf.reduce_sum(dz, 0), _write(dzs, t, dz)
 
-    _, dh0, dc0, dz = tf.while_loop(
-        lambda t, *_: t >= 0, step, (steps - 1, dh, dc, *_buffers(batch, steps, ws.shape[-1]))
-    )
-    return (dz, dz), (dh0, dc0)
+    buffers = _buffers(batch, steps, ws.shape[-1])
+    _, dh0, dc0, d_bias, dz = tf.while_loop(lambda t, *_: t >= 0, step, (steps - 1, dh, dc, tf.zeros([gates]), *buffers))
+    return (dz, dz), d_bias, (dh0, dc0)
 
 
 @tf.function(jit_compile=True)
-def _gru_forward(xw, recurrent_kernel, recurrent_bias, h0):
-    """``xw`` (B, T, 3 units): every step's input projection plus input bias (Keras's
-    ``reset_after=True``). -> hs, (h_prev, gates z|r|hh, recurrent h-projection), final (h,)."""
+def _gru_forward(xw, bias, recurrent_kernel, h0):
+    """``xw`` (B, T, 3 units): every step's input projection (in the compute dtype); ``bias``
+    (2, 3 units): input and recurrent bias (Keras's ``reset_after=True``).
+    -> hs, (gates z|r|hh, recurrent h-projection), final (h,)."""
     (batch, steps, _), units = tf.unstack(tf.shape(xw)), h0.shape[-1]
 
     def step(t, h, hs, gates, rec_hs):
-        x_z, x_r, x_h = tf.split(xw[:, t], 3, axis=1)
-        rec_z, rec_r, rec_h = tf.split(_recurrent_matmul(h, recurrent_kernel) + recurrent_bias, 3, axis=1)
+        x_z, x_r, x_h = tf.split(tf.cast(xw[:, t], tf.float32) + bias[0], 3, axis=1)
+        rec_z, rec_r, rec_h = tf.split(_recurrent_matmul(h, recurrent_kernel) + bias[1], 3, axis=1)
         z, r = tf.sigmoid(x_z + rec_z), tf.sigmoid(x_r + rec_r)
         hh = tf.tanh(x_h + r * rec_h)
         h = z * h + (1 - z) * hh
@@ -148,23 +149,25 @@ def _gru_forward(xw, recurrent_kernel, recurrent_bias, h0):
 
 @tf.function(jit_compile=True)
 def _gru_backward(recurrent_t, h_prev, saved, d_hs, dh):
-    """-> (gradient of the input projection, of the recurrent projection ``h U + b``), (dh0,)."""
+    """-> (gradient of the input projection, of the recurrent projection ``h U + b``),
+    d_bias (2, 3 units), (dh0,)."""
     gates, rec_hs = saved
-    batch, steps, _ = tf.unstack(tf.shape(gates))
+    batch, steps, width = tf.unstack(tf.shape(gates))
 
-    def step(t, dh, d_inputs, d_recurrents):
+    def step(t, dh, d_bias, d_inputs, d_recurrents):
         z, r, hh = tf.split(gates[:, t], 3, axis=1)
         dh = dh + d_hs[:, t]
         dz = dh * (h_prev[:, t] - hh) * z * (1 - z)
         dhh = dh * (1 - z) * (1 - hh * hh)
         dr = dhh * rec_hs[:, t] * r * (1 - r)
-        d_recurrent = tf.concat([dz, dr, dhh * r], 1)
+        d_input, d_recurrent = tf.concat([dz, dr, dhh], 1), tf.concat([dz, dr, dhh * r], 1)
         dh = dh * z + _recurrent_matmul(d_recurrent, recurrent_t)
-        return t - 1, dh, _write(d_inputs, t, tf.concat([dz, dr, dhh], 1)), _write(d_recurrents, t, d_recurrent)
+        d_bias = d_bias + tf.reduce_sum(tf.stack([d_input, d_recurrent]), 1)
+        return t - 1, dh, d_bias, _write(d_inputs, t, d_input), _write(d_recurrents, t, d_recurrent)
 
     buffers = _buffers(batch, steps, gates.shape[-1], gates.shape[-1])
-    _, dh0, d_in, d_rec = tf.while_loop(lambda t, *_: t >= 0, step, (steps - 1, dh, *buffers))
-    return (d_in, d_rec), (dh0,)
+    _, dh0, d_bias, d_in, d_rec = tf.while_loop(lambda t, *_: t >= 0, step, (steps - 1, dh, tf.zeros([2, width]), *buffers))
+    return (d_in, d_rec), d_bias, (dh0,)
 
 
 def _matmul(a, b, **kwargs):
@@ -179,13 +182,12 @@ def _matmul(a, b, **kwargs):
 
 @dataclass(frozen=True)
 class _Cell:
-    forward: Callable  # (xw, recurrent_kernel, [recurrent_bias], *states) -> hs, saved, final states
-    backward: Callable  # (recurrent_kernel, h_prev, saved, d_hs, *d_states) -> (d_input, d_recurrent), d_states
-    recurrent_bias: bool  # bias is (2, gates): input and recurrent bias (GRU, reset_after=True)
+    forward: Callable  # (xw, bias, recurrent_kernel, *states) -> hs, saved, final states
+    backward: Callable  # (recurrent_t, h_prev, saved, d_hs, *d_states) -> (d_input, d_recurrent), d_bias, d_states
 
 
-_LSTM = _Cell(_lstm_forward, _lstm_backward, recurrent_bias=False)
-_GRU = _Cell(_gru_forward, _gru_backward, recurrent_bias=True)
+_LSTM = _Cell(_lstm_forward, _lstm_backward)
+_GRU = _Cell(_gru_forward, _gru_backward)
 
 
 def _usable_cores() -> int:
@@ -230,7 +232,6 @@ def _sequence(cell: _Cell, x, kernel, recurrent_kernel, bias, states):
         x, kernel, recurrent_kernel, bias, *states = [tf.stop_gradient(v) for v in inputs]
         bias_f32, *states_f32 = [tf.cast(v, tf.float32) for v in (bias, *states)]
         recurrent = tf.cast(recurrent_kernel, x.dtype)  # the loops' matmul operands; they accumulate in float32
-        input_bias, loop_bias = (bias_f32[0], [bias_f32[1]]) if cell.recurrent_bias else (bias_f32, [])
         sizes = _batch_split(x.shape[0] if x.shape[0] is not None else tf.shape(x)[0], recurrent_kernel)
         split = (lambda v: [v]) if len(sizes) == 1 else (lambda v: tf.split(v, tf.stack(sizes), axis=0))
         concat = (lambda vs: vs[0]) if len(sizes) == 1 else (lambda vs: tf.concat(vs, 0))
@@ -239,8 +240,8 @@ def _sequence(cell: _Cell, x, kernel, recurrent_kernel, bias, states):
         # is ever split or concatenated.
         chunks = []  # (x_i, states_i, hs_i, saved_i, final_i)
         for x_i, *states_i in zip(split(x), *(split(s) for s in states_f32), strict=True):
-            xw = tf.cast(_matmul(x_i, kernel), tf.float32) + input_bias  # (b, T, gates)
-            chunks.append((x_i, states_i, *cell.forward(xw, recurrent, *loop_bias, *states_i)))
+            xw = _matmul(x_i, kernel)  # (b, T, gates); the loop adds the bias
+            chunks.append((x_i, states_i, *cell.forward(xw, bias_f32, recurrent, *states_i)))
         hs = concat([hs_i for _, _, hs_i, _, _ in chunks])
         final = [concat(list(s)) for s in zip(*(final_i for *_, final_i in chunks), strict=True)]
         # A trace for a more general shape (batch None, from a Keras graph) may have served
@@ -255,10 +256,7 @@ def _sequence(cell: _Cell, x, kernel, recurrent_kernel, bias, states):
             recurrent_t = tf.transpose(recurrent)  # here, not in XLA: its bf16 dot on a transposed operand is slow
             for (x_i, states_i, hs_i, saved, _), (d_hs, *d_final_i) in zip(chunks, d_chunks, strict=True):
                 h_prev = _shifted(states_i[0], hs_i)
-                (d_input, d_recurrent), d_states_i = cell.backward(recurrent_t, h_prev, saved, d_hs, *d_final_i)
-                d_bias = tf.reduce_sum(d_input, [0, 1])
-                if cell.recurrent_bias:
-                    d_bias = tf.stack([d_bias, tf.reduce_sum(d_recurrent, [0, 1])])
+                (d_input, d_recurrent), d_bias, d_states_i = cell.backward(recurrent_t, h_prev, saved, d_hs, *d_final_i)
                 d_input, d_recurrent, h_prev = (tf.cast(v, x.dtype) for v in (d_input, d_recurrent, h_prev))
                 dxs.append(_matmul(d_input, kernel, transpose_b=True))
                 weight_grads.append(  # this chunk's d_kernel, d_recurrent_kernel, d_bias
