@@ -17,8 +17,8 @@ The large matmuls run outside XLA (oneDNN) in the layer's compute dtype, and the
 per-step recurrent matmuls take their operands in it too (accumulating in float32); states,
 gates and the elementwise cell are always float32. Under ``mixed_bfloat16`` that makes the
 large matmuls twice as fast and the recurrent ones about 1.5x, as PyTorch's bf16 autocast
-does, while the states stay in float32 (Keras's own loop rounds them to bfloat16 every step). Everything is batch-major, as Keras's layers are: no sequence is
-transposed. XLA's CPU loop runs on one core, so the batch is split into chunks whose
+does, while the states stay in float32 (Keras's own loop rounds them to bfloat16 every
+step). Everything is batch-major, as Keras's layers are: no sequence is transposed. XLA's CPU loop runs on one core, so the batch is split into chunks whose
 loops run concurrently, one per core (:func:`_batch_split`).
 
 In float32 outputs and gradients match Keras's layers to round-off; in bfloat16 they
