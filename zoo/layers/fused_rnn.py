@@ -110,9 +110,9 @@ def _lstm_forward(xw, bias, recurrent_kernel, h0, c0):
 
 
 @tf.function(jit_compile=True)
-def _lstm_backward(recurrent_t, h_prev, saved, d_hs, dh, dc):
-    """-> (dz, dz): the gradient of every step's pre-activation, which is both the input
-    projection's and the recurrent projection's; d_bias; (dh0, dc0). (``h_prev`` is GRU's.)"""
+def _lstm_backward(recurrent_t, hs, h0, saved, d_hs, dh, dc):
+    """-> (dz,): the gradient of every step's pre-activation, which is both the input
+    projection's and the recurrent projection's; d_bias; (dh0, dc0). (``hs, h0`` are GRU's.)"""
     ws, ys, fs = saved
     batch, steps, gates = tf.unstack(tf.shape(ws))
 
@@ -124,7 +124,7 @@ def _lstm_backward(recurrent_t, h_prev, saved, d_hs, dh, dc):
 
     buffers = _buffers(batch, steps, ws.shape[-1])
     _, dh0, dc0, d_bias, dz = tf.while_loop(lambda t, *_: t >= 0, step, (steps - 1, dh, dc, tf.zeros([gates]), *buffers))
-    return (dz, dz), d_bias, (dh0, dc0)
+    return (dz,), d_bias, (dh0, dc0)
 
 
 @tf.function(jit_compile=True)
@@ -148,16 +148,17 @@ def _gru_forward(xw, bias, recurrent_kernel, h0):
 
 
 @tf.function(jit_compile=True)
-def _gru_backward(recurrent_t, h_prev, saved, d_hs, dh):
+def _gru_backward(recurrent_t, hs, h0, saved, d_hs, dh):
     """-> (gradient of the input projection, of the recurrent projection ``h U + b``),
-    d_bias (2, 3 units), (dh0,)."""
+    d_bias (2, 3 units), (dh0,). Step t's previous state is ``hs[:, t - 1]``, or ``h0``."""
     gates, rec_hs = saved
     batch, steps, width = tf.unstack(tf.shape(gates))
 
     def step(t, dh, d_bias, d_inputs, d_recurrents):
         z, r, hh = tf.split(gates[:, t], 3, axis=1)
         dh = dh + d_hs[:, t]
-        dz = dh * (h_prev[:, t] - hh) * z * (1 - z)
+        h_prev = tf.where(t > 0, hs[:, tf.maximum(t - 1, 0)], h0)
+        dz = dh * (h_prev - hh) * z * (1 - z)
         dhh = dh * (1 - z) * (1 - hh * hh)
         dr = dhh * rec_hs[:, t] * r * (1 - r)
         d_input, d_recurrent = tf.concat([dz, dr, dhh], 1), tf.concat([dz, dr, dhh * r], 1)
@@ -183,7 +184,9 @@ def _matmul(a, b, **kwargs):
 @dataclass(frozen=True)
 class _Cell:
     forward: Callable  # (xw, bias, recurrent_kernel, *states) -> hs, saved, final states
-    backward: Callable  # (recurrent_t, h_prev, saved, d_hs, *d_states) -> (d_input, d_recurrent), d_bias, d_states
+    # (recurrent_t, hs, h0, saved, d_hs, *d_states) -> (d_input, d_recurrent) or, where they
+    # are the same (LSTM), (d_input,); d_bias; d_states
+    backward: Callable
 
 
 _LSTM = _Cell(_lstm_forward, _lstm_backward)
@@ -238,11 +241,12 @@ def _sequence(cell: _Cell, x, kernel, recurrent_kernel, bias, states):
         # Each chunk is one independent pipeline (input projection, loop, and in ``grad`` its
         # backward loop and gradient matmuls), so chunks overlap and no (B, T, gates) array
         # is ever split or concatenated.
-        chunks = []  # (x_i, states_i, hs_i, saved_i, final_i)
+        chunks = []  # (x_i, states_i, hs_i (float32), outputs_i (x's dtype), saved_i, final_i)
         for x_i, *states_i in zip(split(x), *(split(s) for s in states_f32), strict=True):
             xw = _matmul(x_i, kernel)  # (b, T, gates); the loop adds the bias
-            chunks.append((x_i, states_i, *cell.forward(xw, bias_f32, recurrent, *states_i)))
-        hs = concat([hs_i for _, _, hs_i, _, _ in chunks])
+            hs_i, saved_i, final_i = cell.forward(xw, bias_f32, recurrent, *states_i)
+            chunks.append((x_i, states_i, hs_i, tf.cast(hs_i, x.dtype), saved_i, final_i))
+        hs = concat([outputs_i for *_, outputs_i, _, _ in chunks])
         final = [concat(list(s)) for s in zip(*(final_i for *_, final_i in chunks), strict=True)]
         # A trace for a more general shape (batch None, from a Keras graph) may have served
         # this call; put back the static shapes (a jit-compiled caller's loop needs them).
@@ -254,10 +258,11 @@ def _sequence(cell: _Cell, x, kernel, recurrent_kernel, bias, states):
             d_chunks = zip(*(split(tf.cast(d, tf.float32)) for d in (d_outputs, *d_final)), strict=True)
             dxs, weight_grads, d_states = [], [], []
             recurrent_t = tf.transpose(recurrent)  # here, not in XLA: its bf16 dot on a transposed operand is slow
-            for (x_i, states_i, hs_i, saved, _), (d_hs, *d_final_i) in zip(chunks, d_chunks, strict=True):
-                h_prev = _shifted(states_i[0], hs_i)
-                (d_input, d_recurrent), d_bias, d_states_i = cell.backward(recurrent_t, h_prev, saved, d_hs, *d_final_i)
-                d_input, d_recurrent, h_prev = (tf.cast(v, x.dtype) for v in (d_input, d_recurrent, h_prev))
+            for (x_i, states_i, hs_i, outputs_i, saved, _), (d_hs, *d_final_i) in zip(chunks, d_chunks, strict=True):
+                d_projections, d_bias, d_states_i = cell.backward(recurrent_t, hs_i, states_i[0], saved, d_hs, *d_final_i)
+                d_projections = [tf.cast(d, x.dtype) for d in d_projections]
+                d_input, d_recurrent = d_projections[0], d_projections[-1]
+                h_prev = _shifted(tf.cast(states_i[0], x.dtype), outputs_i)
                 dxs.append(_matmul(d_input, kernel, transpose_b=True))
                 weight_grads.append(  # this chunk's d_kernel, d_recurrent_kernel, d_bias
                     (_matmul(x_i, d_input, transpose_a=True), _matmul(h_prev, d_recurrent, transpose_a=True), d_bias)
@@ -270,7 +275,7 @@ def _sequence(cell: _Cell, x, kernel, recurrent_kernel, bias, states):
             )
             return [tf.cast(g, v.dtype) for g, v in zip(grads, inputs, strict=True)]
 
-        return (tf.cast(hs, x.dtype), *(tf.cast(s, x.dtype) for s in final)), grad
+        return (hs, *(tf.cast(s, x.dtype) for s in final)), grad
 
     return run(*[tf.convert_to_tensor(v) for v in (x, kernel, recurrent_kernel, bias, *states)])
 
