@@ -163,6 +163,27 @@ def test_bfloat16_fused_layer_is_closer_to_float32_than_keras_bfloat16_layer(cel
     assert fused_error <= keras_error
 
 
+def test_bfloat16_bit_patterns_convert_exactly_as_tf_cast():
+    """The loops read and write bfloat16 arrays as uint16 bit patterns; both directions must
+    equal ``tf.cast`` bit for bit, in XLA as in eager: ties round to even, NaN stays NaN."""
+    rng = np.random.default_rng(0)
+    tie = np.array([0x3F808000, 0x3F818000, 0xBF808000, 0x7F7FFFFF, 0x00000001, 0x7F800001], "uint32").view("float32")
+    edge = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-40, -3e38], "float32")
+    spread = (rng.normal(size=4000) * 10.0 ** rng.integers(-40, 38, 4000)).astype("float32")  # subnormal to huge
+    value = tf.constant(np.concatenate([spread, tie, edge])[None])  # (B, n): one step
+
+    @tf.function(jit_compile=True)
+    def encode_and_read(v):
+        encoded = fused_rnn._encode(v, tf.uint16)
+        return encoded, fused_rnn._read(encoded[:, None], 0)  # as a (B, T=1, n) buffer
+
+    for encoded, read in (encode_and_read(value), encode_and_read.python_function(value)):
+        expected = tf.cast(value, tf.bfloat16)
+        np.testing.assert_array_equal(np.asarray(encoded), np.asarray(tf.bitcast(expected, tf.uint16)))
+        np.testing.assert_array_equal(np.asarray(read), np.asarray(tf.cast(expected, tf.float32)))  # NaN == NaN here
+        assert np.asarray(fused_rnn._from_bits(encoded)).dtype == tf.bfloat16.as_numpy_dtype
+
+
 def test_every_zoo_lstm_and_gru_uses_a_fused_layer():
     for config in (
         zoo.ModelConfig("lstm", units=UNITS),

@@ -44,15 +44,54 @@ MAX_CHUNKS = 4
 
 # The loops are batch-major: per-step arrays are (B, T, .); step t reads column t of each
 # and writes column t of its outputs in place.
+#
+# bfloat16 arrays enter and leave the loops as their uint16 bit patterns (``_bits``, no copy):
+# XLA's CPU backend converts a whole bfloat16 array to float32 before slicing it, and writes
+# into a bfloat16 buffer about 16x slower than into a float32 one, while uint16 slices and
+# writes are native. ``_read`` and ``_encode`` convert one step exactly as ``tf.cast`` does.
 
 
-def _buffers(batch, steps, *widths):
-    return [tf.zeros([batch, steps, w]) for w in widths]
+def _bits(x):
+    """A bfloat16 array as the uint16 array of its bit patterns (a float32 one as is)."""
+    return tf.bitcast(x, tf.uint16) if x.dtype == tf.bfloat16 else x
+
+
+def _from_bits(x):
+    """Inverse of :func:`_bits`."""
+    return tf.bitcast(x, tf.bfloat16) if x.dtype == tf.uint16 else x
+
+
+def _read(buffer, t):
+    """``buffer[:, t]`` in float32; a uint16 buffer holds bfloat16 bit patterns."""
+    value = buffer[:, t]
+    if value.dtype == tf.uint16:  # bfloat16 is the upper half of a float32
+        return tf.bitcast(tf.bitwise.left_shift(tf.cast(value, tf.uint32), 16), tf.float32)
+    return tf.cast(value, tf.float32)
+
+
+def _encode(value, dtype):
+    """float32 ``value`` for a ``dtype`` buffer: uint16 gets its bfloat16 bit pattern, rounded
+    to nearest even (as ``tf.cast``; NaN stays NaN)."""
+    if dtype != tf.uint16:
+        return value
+    bits = tf.bitcast(value, tf.uint32)
+    rounded = tf.bitwise.right_shift(bits + 0x7FFF + tf.bitwise.bitwise_and(tf.bitwise.right_shift(bits, 16), 1), 16)
+    return tf.cast(tf.where(tf.math.is_nan(value), tf.constant(0x7FC0, tf.uint32), rounded), tf.uint16)
+
+
+def _buffers(batch, steps, *widths, dtype=tf.float32):
+    return [tf.zeros([batch, steps, w], dtype) for w in widths]
 
 
 def _write(buffer, t, value):
-    """``buffer[:, t] = value`` in place: (B, T, n) <- (B, n)."""
-    return dynamic_update_slice(buffer, value[:, None], [0, t, 0])
+    """``buffer[:, t] = value`` in place: (B, T, n) <- (B, n), encoded for the buffer's dtype."""
+    return dynamic_update_slice(buffer, _encode(value, buffer.dtype)[:, None], [0, t, 0])
+
+
+def _gradient_dtype(recurrent_t):
+    """The dtype of the buffers a backward loop writes its projection gradients to: the large
+    gradient matmuls' operand dtype, bfloat16 (as bits) or float32."""
+    return tf.uint16 if recurrent_t.dtype == tf.bfloat16 else tf.float32
 
 
 def _shifted(first, sequence):
@@ -75,7 +114,7 @@ def _gate_scale(units):
 
 @tf.function(jit_compile=True)
 def _lstm_forward(xw, bias, recurrent_kernel, h0, c0):
-    """``xw`` (B, T, 4 units): every step's input projection (in the compute dtype).
+    """``xw`` (B, T, 4 units): every step's input projection (compute dtype, see :func:`_bits`).
     -> hs, (w, dh->dc factors, forget gates), final (h, c).
 
     Besides the outputs the loop keeps only what the backward pass multiplies by, so the
@@ -86,7 +125,7 @@ def _lstm_forward(xw, bias, recurrent_kernel, h0, c0):
     scale, shift = _gate_scale(units)
 
     def step(t, h, c, hs, ws, ys, fs):
-        z = tf.cast(xw[:, t], tf.float32) + bias + _recurrent_matmul(h, recurrent_kernel)
+        z = _read(xw, t) + bias + _recurrent_matmul(h, recurrent_kernel)
         a = tf.tanh(z * scale) * scale + shift  # i|f|g|o
         i, f, g, o = tf.split(a, 4, axis=1)
         c_prev, c = c, f * c + i * g
@@ -122,20 +161,20 @@ def _lstm_backward(recurrent_t, hs, h0, saved, d_hs, dh, dc):
         dz = tf.concat([dc, dc, dc, dh], 1) * ws[:, t]
         return t - 1, _recurrent_matmul(dz, recurrent_t), dc * fs[:, t], d_bias + tf.reduce_sum(dz, 0), _write(dzs, t, dz)
 
-    buffers = _buffers(batch, steps, ws.shape[-1])
+    buffers = _buffers(batch, steps, ws.shape[-1], dtype=_gradient_dtype(recurrent_t))
     _, dh0, dc0, d_bias, dz = tf.while_loop(lambda t, *_: t >= 0, step, (steps - 1, dh, dc, tf.zeros([gates]), *buffers))
     return (dz,), d_bias, (dh0, dc0)
 
 
 @tf.function(jit_compile=True)
 def _gru_forward(xw, bias, recurrent_kernel, h0):
-    """``xw`` (B, T, 3 units): every step's input projection (in the compute dtype); ``bias``
+    """``xw`` (B, T, 3 units): every step's input projection (compute dtype, see :func:`_bits`); ``bias``
     (2, 3 units): input and recurrent bias (Keras's ``reset_after=True``).
     -> hs, (gates z|r|hh, recurrent h-projection), final (h,)."""
     (batch, steps, _), units = tf.unstack(tf.shape(xw)), h0.shape[-1]
 
     def step(t, h, hs, gates, rec_hs):
-        x_z, x_r, x_h = tf.split(tf.cast(xw[:, t], tf.float32) + bias[0], 3, axis=1)
+        x_z, x_r, x_h = tf.split(_read(xw, t) + bias[0], 3, axis=1)
         rec_z, rec_r, rec_h = tf.split(_recurrent_matmul(h, recurrent_kernel) + bias[1], 3, axis=1)
         z, r = tf.sigmoid(x_z + rec_z), tf.sigmoid(x_r + rec_r)
         hh = tf.tanh(x_h + r * rec_h)
@@ -166,7 +205,7 @@ def _gru_backward(recurrent_t, hs, h0, saved, d_hs, dh):
         d_bias = d_bias + tf.reduce_sum(tf.stack([d_input, d_recurrent]), 1)
         return t - 1, dh, d_bias, _write(d_inputs, t, d_input), _write(d_recurrents, t, d_recurrent)
 
-    buffers = _buffers(batch, steps, gates.shape[-1], gates.shape[-1])
+    buffers = _buffers(batch, steps, gates.shape[-1], gates.shape[-1], dtype=_gradient_dtype(recurrent_t))
     _, dh0, d_bias, d_in, d_rec = tf.while_loop(lambda t, *_: t >= 0, step, (steps - 1, dh, tf.zeros([2, width]), *buffers))
     return (d_in, d_rec), d_bias, (dh0,)
 
@@ -244,7 +283,7 @@ def _sequence(cell: _Cell, x, kernel, recurrent_kernel, bias, states):
         chunks = []  # (x_i, states_i, hs_i (float32), outputs_i (x's dtype), saved_i, final_i)
         for x_i, *states_i in zip(split(x), *(split(s) for s in states_f32), strict=True):
             xw = _matmul(x_i, kernel)  # (b, T, gates); the loop adds the bias
-            hs_i, saved_i, final_i = cell.forward(xw, bias_f32, recurrent, *states_i)
+            hs_i, saved_i, final_i = cell.forward(_bits(xw), bias_f32, recurrent, *states_i)
             chunks.append((x_i, states_i, hs_i, tf.cast(hs_i, x.dtype), saved_i, final_i))
         hs = concat([outputs_i for *_, outputs_i, _, _ in chunks])
         final = [concat(list(s)) for s in zip(*(final_i for *_, final_i in chunks), strict=True)]
@@ -260,7 +299,7 @@ def _sequence(cell: _Cell, x, kernel, recurrent_kernel, bias, states):
             recurrent_t = tf.transpose(recurrent)  # here, not in XLA: its bf16 dot on a transposed operand is slow
             for (x_i, states_i, hs_i, outputs_i, saved, _), (d_hs, *d_final_i) in zip(chunks, d_chunks, strict=True):
                 d_projections, d_bias, d_states_i = cell.backward(recurrent_t, hs_i, states_i[0], saved, d_hs, *d_final_i)
-                d_projections = [tf.cast(d, x.dtype) for d in d_projections]
+                d_projections = [tf.cast(_from_bits(d), x.dtype) for d in d_projections]
                 d_input, d_recurrent = d_projections[0], d_projections[-1]
                 h_prev = _shifted(tf.cast(states_i[0], x.dtype), outputs_i)
                 dxs.append(_matmul(d_input, kernel, transpose_b=True))
