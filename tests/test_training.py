@@ -224,6 +224,12 @@ def test_monitor_logs_norms_before_and_after_keras_clipping(tmp_path, clip):
     np.testing.assert_allclose(np.sqrt(np.sum(np.square(layers))), step["grad_norm"], rtol=1e-5)
     gates = [step[f"grad_norm/lstm_0/{g}"] for g in "ifco"]
     np.testing.assert_allclose(np.sqrt(np.sum(np.square(gates))), step["grad_norm/lstm_0"], rtol=1e-5)
+    if not clip:  # the update is the gradient: gate k is columns k*units:(k+1)*units of each LSTM weight
+        lstm = B.recurrent_layers(model)[0]
+        moved = [w.numpy() - b for w, b in zip(model.trainable_weights, before, strict=True) if any(w is v for v in lstm.weights)]
+        units = lstm.units
+        expected = [np.sqrt(sum(np.sum(d[..., k * units : (k + 1) * units] ** 2) for d in moved)) for k in range(4)]
+        np.testing.assert_allclose(gates, expected, rtol=1e-4)
     # Beside the run: CSV per step, PNG, TensorBoard events; epoch means in the History.
     rows = list(csv.DictReader(open(tmp_path / "grad_norms.csv")))
     assert len(rows) == 1 and float(rows[0]["grad_norm"]) == pytest.approx(step["grad_norm"])

@@ -126,7 +126,13 @@ class GradientStats:
     def __call__(self, grads) -> dict:
         opt = self.model.optimizer
         dense = [_merged(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
-        sq = [_sum_sq(g) for g in dense]  # exact squared norms
+        gate_sq = {  # variable index -> squared norm of each gate's columns
+            i: _gate_sum_sq(dense[i], gates, units)
+            for gates, units, members in self.gate_members
+            for i in members
+            if dense[i] is not None
+        }
+        sq = [tf.reduce_sum(gate_sq[i]) if i in gate_sq else _sum_sq(g) for i, g in enumerate(dense)]  # exact
         # Keras measures a sparse gradient on its unmerged rows; clipping scales by that measure.
         keras_sq = [_sum_sq(g.values) if isinstance(g, tf.IndexedSlices) else s for g, s in zip(grads, sq, strict=True)]
         norm = tf.sqrt(tf.add_n(sq))
@@ -141,14 +147,19 @@ class GradientStats:
         else:
             clipped = norm
         parts = [tf.reshape(tf.add_n([sq[i] for i in members]), [1]) for members in self.layer_members]
-        for gates, units, members in self.gate_members:
-            per_gate = [
-                tf.reduce_sum(tf.reshape(tf.square(tf.cast(dense[i], tf.float32)), [-1, gates, units]), axis=[0, 2])
-                for i in members
-                if dense[i] is not None
-            ]
+        for gates, _, members in self.gate_members:
+            per_gate = [gate_sq[i] for i in members if i in gate_sq]
             parts.append(tf.add_n(per_gate) if per_gate else tf.zeros([gates]))
         return {"grad_norm": norm, "grad_norm_clipped": clipped, VECTOR_KEY: tf.sqrt(tf.concat(parts, 0))}
+
+
+def _gate_sum_sq(g, gates: int, units: int):
+    """(gates,): the squared norm of each gate's block of columns of a (..., gates * units)
+    gradient, summed over the leading axes first. Reducing a (-1, gates, units) view over
+    axes 0 and 2 instead made all statistics of a bf16 char LSTM 256 take 2.9 ms, not 1.8 ms."""
+    square = tf.square(tf.cast(g, tf.float32))
+    columns = tf.reduce_sum(square, axis=list(range(square.shape.rank - 1)))
+    return tf.reduce_sum(tf.reshape(columns, [gates, units]), axis=1)
 
 
 def _sum_sq(g):
