@@ -303,9 +303,12 @@ def _sequence(cell: _Cell, x, kernel, recurrent_kernel, bias, states):
                 d_input, d_recurrent = d_projections[0], d_projections[-1]
                 h_prev = _shifted(tf.cast(states_i[0], x.dtype), outputs_i)
                 dxs.append(_matmul(d_input, kernel, transpose_b=True))
-                weight_grads.append(  # this chunk's d_kernel, d_recurrent_kernel, d_bias
-                    (_matmul(x_i, d_input, transpose_a=True), _matmul(h_prev, d_recurrent, transpose_a=True), d_bias)
-                )
+                if len(d_projections) == 1:  # LSTM: both weight gradients from one matmul [x, h_prev]^T dz
+                    both = _matmul(tf.concat([x_i, h_prev], -1), d_input, transpose_a=True)
+                    d_k, d_rk = both[: kernel.shape[0]], both[kernel.shape[0] :]
+                else:
+                    d_k, d_rk = _matmul(x_i, d_input, transpose_a=True), _matmul(h_prev, d_recurrent, transpose_a=True)
+                weight_grads.append((d_k, d_rk, d_bias))  # this chunk's d_kernel, d_recurrent_kernel, d_bias
                 d_states.append(d_states_i)
             grads = (
                 concat(dxs),  # dx
