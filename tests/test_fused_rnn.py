@@ -137,7 +137,8 @@ def test_fused_falls_back_to_the_keras_loop_where_it_does_not_apply(cell):
 def test_bfloat16_fused_layer_is_closer_to_float32_than_keras_bfloat16_layer(cell):
     """Under ``mixed_bfloat16`` the fused layer multiplies bfloat16 operands (the per-step
     recurrent matmuls accumulate in float32) and keeps its states in float32: its outputs and
-    gradients are bf16 tensors within bf16 rounding of the float32 layer's, and no further from them than Keras's all-bfloat16 loop."""
+    gradients are bf16 tensors within bf16 rounding of the float32 layer's, and no further
+    from them than Keras's all-bfloat16 loop."""
     rng = np.random.default_rng(3)
     x = tf.constant(rng.normal(size=(B, T, F)).astype("float32"))
     ref_cls, fused_cls = PAIRS[cell]

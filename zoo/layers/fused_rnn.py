@@ -18,8 +18,9 @@ per-step recurrent matmuls take their operands in it too (accumulating in float3
 gates and the elementwise cell are always float32. Under ``mixed_bfloat16`` that makes the
 large matmuls twice as fast and the recurrent ones about 1.5x, as PyTorch's bf16 autocast
 does, while the states stay in float32 (Keras's own loop rounds them to bfloat16 every
-step). Everything is batch-major, as Keras's layers are: no sequence is transposed. XLA's CPU loop runs on one core, so the batch is split into chunks whose
-loops run concurrently, one per core (:func:`_batch_split`).
+step). Everything is batch-major, as Keras's layers are: no sequence is transposed. XLA's
+CPU loop runs on one core, so the batch is split into chunks whose loops run concurrently,
+one per core (:func:`_batch_split`).
 
 In float32 outputs and gradients match Keras's layers to round-off; in bfloat16 they
 are no further from float32 than Keras's bfloat16 loop (both tested). Speed is in
@@ -300,14 +301,15 @@ def _sequence(cell: _Cell, x, kernel, recurrent_kernel, bias, states):
             for (x_i, states_i, hs_i, outputs_i, saved, _), (d_hs, *d_final_i) in zip(chunks, d_chunks, strict=True):
                 d_projections, d_bias, d_states_i = cell.backward(recurrent_t, hs_i, states_i[0], saved, d_hs, *d_final_i)
                 d_projections = [tf.cast(_from_bits(d), x.dtype) for d in d_projections]
-                d_input, d_recurrent = d_projections[0], d_projections[-1]
                 h_prev = _shifted(tf.cast(states_i[0], x.dtype), outputs_i)
-                dxs.append(_matmul(d_input, kernel, transpose_b=True))
                 if len(d_projections) == 1:  # LSTM: both weight gradients from one matmul [x, h_prev]^T dz
+                    (d_input,) = d_projections
                     both = _matmul(tf.concat([x_i, h_prev], -1), d_input, transpose_a=True)
                     d_k, d_rk = both[: kernel.shape[0]], both[kernel.shape[0] :]
                 else:
+                    d_input, d_recurrent = d_projections
                     d_k, d_rk = _matmul(x_i, d_input, transpose_a=True), _matmul(h_prev, d_recurrent, transpose_a=True)
+                dxs.append(_matmul(d_input, kernel, transpose_b=True))
                 weight_grads.append((d_k, d_rk, d_bias))  # this chunk's d_kernel, d_recurrent_kernel, d_bias
                 d_states.append(d_states_i)
             grads = (
