@@ -242,6 +242,26 @@ def test_monitor_logs_norms_before_and_after_keras_clipping(tmp_path, clip):
     assert "_grad_norms" not in hist.history
 
 
+@pytest.mark.parametrize("name", sorted(training.OPTIMIZERS))
+@pytest.mark.parametrize("clip", [{}, {"clipnorm": 0.5}, {"global_clipnorm": 0.5}], ids=lambda c: next(iter(c), "none"))
+def test_optimizers_apply_an_embedding_gradient_as_its_dense_sum(name, clip):
+    """An Embedding's gradient has one row per token, repeated tokens included. Keras 3's
+    optimizers square those rows one by one (Adam, RMSprop) and clip by their unsummed norm;
+    seqzoo's must give exactly the update of the summed, dense gradient."""
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(6, 3)).astype("float32")
+    ours, reference = keras.Variable(table), keras.Variable(table)
+    opt = training.make_optimizer(0.1, optimizer=name, **clip)
+    stock = getattr(keras.optimizers, type(opt).__name__).from_config(opt.get_config())  # the plain Keras class
+    for _ in range(3):
+        rows = tf.constant([0, 0, 0, 2, 5, 0], tf.int32)  # token 0 four times; 1, 3, 4 absent
+        grad = tf.IndexedSlices(tf.constant(rng.normal(size=(6, 3)).astype("float32") + 1.0), rows, tf.constant([6, 3]))
+        opt.apply([grad], [ours])
+        stock.apply([tf.convert_to_tensor(grad)], [reference])
+    np.testing.assert_allclose(ours.numpy(), reference.numpy(), rtol=1e-6, atol=1e-7)
+    assert not np.allclose(ours.numpy(), table)
+
+
 def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path):
     model = seq_model(return_sequences=False)
     training.compile_model(model, loss="mse")

@@ -42,6 +42,7 @@ import tensorflow as tf
 from keras import tree
 
 from zoo.layers import UnsharedRNN
+from zoo.training import dense_gradients
 
 Bptt = int | None  # chunk length; None = full BPTT
 
@@ -283,6 +284,7 @@ def make_train_step(
     per_step = per_step_targets(model)
 
     def update(grads):
+        grads = dense_gradients(grads)  # once, for the statistics and the optimizer
         stats = stats_fn(grads) if stats_fn is not None else {}
         model.optimizer.apply_gradients(zip(grads, model.trainable_weights, strict=True))
         return stats

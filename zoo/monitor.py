@@ -27,6 +27,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 
+from zoo.training import dense_gradients
+
 GATES = {keras.layers.LSTM: "ifco", keras.layers.GRU: "zrh"}
 VECTOR_KEY = "_grad_norms"  # the per-layer/gate norms travel as one vector, popped before the progress bar
 
@@ -125,25 +127,23 @@ class GradientStats:
 
     def __call__(self, grads) -> dict:
         opt = self.model.optimizer
-        dense = [_merged(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
+        grads = dense_gradients(grads)  # as the optimizer applies them
         gate_sq = {  # variable index -> squared norm of each gate's columns
-            i: _gate_sum_sq(dense[i], gates, units)
+            i: _gate_sum_sq(grads[i], gates, units)
             for gates, units, members in self.gate_members
             for i in members
-            if dense[i] is not None
+            if grads[i] is not None
         }
-        sq = [tf.reduce_sum(gate_sq[i]) if i in gate_sq else _sum_sq(g) for i, g in enumerate(dense)]  # exact
-        # Keras measures a sparse gradient on its unmerged rows; clipping scales by that measure.
-        keras_sq = [_sum_sq(g.values) if isinstance(g, tf.IndexedSlices) else s for g, s in zip(grads, sq, strict=True)]
+        sq = [tf.reduce_sum(gate_sq[i]) if i in gate_sq else _sum_sq(g) for i, g in enumerate(grads)]
         norm = tf.sqrt(tf.add_n(sq))
         if opt.clipnorm:
-            c = float(opt.clipnorm)
-            clipped = tf.sqrt(tf.add_n([s * tf.minimum(1.0, c * c / tf.maximum(k, 1e-30)) for s, k in zip(sq, keras_sq, strict=True)]))
+            c2 = float(opt.clipnorm) ** 2
+            clipped = tf.sqrt(tf.add_n([s * tf.minimum(1.0, c2 / tf.maximum(s, 1e-30)) for s in sq]))
         elif opt.global_clipnorm:
-            clipped = norm * tf.minimum(1.0, float(opt.global_clipnorm) / tf.sqrt(tf.add_n(keras_sq)))
+            clipped = tf.minimum(norm, float(opt.global_clipnorm))
         elif opt.clipvalue:
             v = float(opt.clipvalue)
-            clipped = tf.sqrt(tf.add_n([_sum_sq(_clip_value(g, v)) for g in grads if g is not None]))
+            clipped = tf.sqrt(tf.add_n([_sum_sq(tf.clip_by_value(g, -v, v)) for g in grads if g is not None]))
         else:
             clipped = norm
         parts = [tf.reshape(tf.add_n([sq[i] for i in members]), [1]) for members in self.layer_members]
@@ -164,20 +164,6 @@ def _gate_sum_sq(g, gates: int, units: int):
 
 def _sum_sq(g):
     return tf.constant(0.0) if g is None else tf.reduce_sum(tf.square(tf.cast(g, tf.float32)))
-
-
-def _clip_value(g, v: float):
-    """What Keras applies under clipvalue (a sparse gradient is clipped row by row, then summed)."""
-    if isinstance(g, tf.IndexedSlices):
-        return _merged(tf.IndexedSlices(tf.clip_by_value(g.values, -v, v), g.indices, g.dense_shape))
-    return tf.clip_by_value(g, -v, v)
-
-
-def _merged(g: tf.IndexedSlices):
-    """The rows of a sparse (embedding) gradient with repeated indices summed: the
-    nonzero rows of the dense gradient, without building the whole table."""
-    unique, position = tf.unique(g.indices)
-    return tf.math.unsorted_segment_sum(g.values, position, tf.shape(unique)[0])
 
 
 def plot_grad_norms(csv_path: Path, png_path: Path) -> Path | None:
