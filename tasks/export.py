@@ -161,4 +161,8 @@ def load_card(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_keras(path: str | os.PathLike) -> keras.Model:
+    """The export's ``model.keras``, with seqzoo's layers and optimizers registered for it."""
+    import zoo.layers  # noqa: F401
+    import zoo.training  # noqa: F401
+
     return keras.saving.load_model(resolve_export(path) / KERAS_FILE)

@@ -93,6 +93,22 @@ def test_card_has_what_rebuilds_and_describes_the_model(tmp_path):
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
 
 
+def test_a_compiled_export_reloads_in_a_fresh_process(tmp_path):
+    """model.keras names seqzoo's layers and optimizer; load_keras registers them itself."""
+    from zoo import training
+
+    config, model = _model("lstm")
+    training.compile_model(model, loss="sparse_categorical_crossentropy", clipnorm=1.0)
+    model.fit(np.ones((4, T, F), "float32"), np.zeros(4), verbose=0)
+    path = ex.export(model, task="t", config=config, root=tmp_path)
+    script = (
+        "import sys; from tasks.export import load_keras; m = load_keras(sys.argv[1]); "
+        "print(type(m.layers[1]).__name__, type(m.optimizer).__module__, type(m.optimizer).__name__, m.optimizer.clipnorm)"
+    )
+    out = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["FusedLSTM", "zoo.training", "Adam", "1.0"]
+
+
 def test_a_failed_export_leaves_nothing(tmp_path):
     config, model = _model("lstm")
     with pytest.raises(TypeError, match="not JSON serializable"):
