@@ -12,6 +12,7 @@ reader never sees half an export, and an existing version is never replaced.
 from __future__ import annotations
 
 import datetime as _dt
+import importlib
 import json
 import os
 import platform
@@ -160,9 +161,20 @@ def load_card(path: str | os.PathLike) -> dict[str, Any]:
     return json.loads((resolve_export(path) / CARD).read_text())
 
 
-def load_keras(path: str | os.PathLike) -> keras.Model:
-    """The export's ``model.keras``, with seqzoo's layers and optimizers registered for it."""
-    import zoo.layers  # noqa: F401
-    import zoo.training  # noqa: F401
+# The modules that register the classes a ``model.keras`` may name: zoo layers and optimizers,
+# the tasks' input layers, losses and metrics.
+REGISTERING_MODULES = (
+    "zoo.layers",
+    "zoo.training",
+    "tasks.sequence_classification.layers",
+    "tasks.movement.features",
+    "tasks.movement.evaluate",
+    "tasks.text_generation",
+)
 
+
+def load_keras(path: str | os.PathLike) -> keras.Model:
+    """The export's ``model.keras``, with every class seqzoo saves registered first."""
+    for module in REGISTERING_MODULES:
+        importlib.import_module(module)
     return keras.saving.load_model(resolve_export(path) / KERAS_FILE)

@@ -97,7 +97,6 @@ def test_classify_quick_trains_and_exports_under_mirrored_strategy(tmp_path, cap
     assert json.loads((export / "card.json").read_text())["metrics"]["accuracy"] == pytest.approx(metrics["accuracy"])
     # the export (written from mirrored variables) reproduces the reported test accuracy
     import tasks.sequence_classification as sc
-    import tasks.sequence_classification.layers  # noqa: F401 (registers the layers for model.keras)
     from tasks.export import load_keras
 
     model = load_keras(export)

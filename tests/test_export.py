@@ -94,7 +94,8 @@ def test_card_has_what_rebuilds_and_describes_the_model(tmp_path):
 
 
 def test_a_compiled_export_reloads_in_a_fresh_process(tmp_path):
-    """model.keras names seqzoo's layers and optimizer; load_keras registers them itself."""
+    """model.keras names seqzoo's layers and optimizer; load_keras registers them, and every
+    other class a task's export may name, itself."""
     from zoo import training
 
     config, model = _model("lstm")
@@ -103,10 +104,11 @@ def test_a_compiled_export_reloads_in_a_fresh_process(tmp_path):
     path = ex.export(model, task="t", config=config, root=tmp_path)
     script = (
         "import sys; from tasks.export import load_keras; m = load_keras(sys.argv[1]); "
-        "print(type(m.layers[1]).__name__, type(m.optimizer).__module__, type(m.optimizer).__name__, m.optimizer.clipnorm)"
+        "print(type(m.layers[1]).__name__, type(m.optimizer).__module__, type(m.optimizer).__name__, m.optimizer.clipnorm); "
+        "import keras; print(keras.saving.get_registered_object('seqzoo>LengthMask').__module__)"
     )
     out = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["FusedLSTM", "zoo.training", "Adam", "1.0"]
+    assert out.split() == ["FusedLSTM", "zoo.training", "Adam", "1.0", "tasks.sequence_classification.layers"]
 
 
 def test_a_failed_export_leaves_nothing(tmp_path):

@@ -212,7 +212,6 @@ def test_quick_run_exports_and_serves_in_a_separate_process(tmp_path, capsys):
     assert "all-padding" in json.loads(proc.stdout.strip().splitlines()[-1])["all_padding"]
     served = np.load(tmp_path / "out.npz")
 
-    import tasks.sequence_classification.layers  # noqa: F401 (registers the layers for model.keras)
     from tasks.export import load_keras
 
     model = load_keras(export)

@@ -1,6 +1,6 @@
 """The two layers a series classifier puts in front of a zoo body.
 
-Import this module before ``keras.saving.load_model`` on a classify export's
+``tasks.export.load_keras`` registers them before loading a classify export's
 ``model.keras`` (the SavedModel needs nothing).
 """
 
