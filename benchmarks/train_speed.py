@@ -16,9 +16,16 @@ The ``keras-xla``, ``keras-unroll`` and ``keras-hoisted`` contenders are speed
 levers tried one at a time on bare Keras (XLA, an unrolled loop, the input
 projection hoisted out of the recurrence).
 
+``--breakdown`` also times every contender with its recurrent layers replaced by
+Dense layers of the same width (same embedding, head, loss, optimizer and training
+path): that is the rest of the step, and the step minus it is what the recurrent
+layers cost. It tells whether a gap to PyTorch is in the recurrent layers or around
+them.
+
     python -m benchmarks.train_speed                       # full grid, writes RESULTS.md
     python -m benchmarks.train_speed --cells lstm --layers 1 --precisions fp32 --repeats 3
     python -m benchmarks.train_speed --cells lstm --layers 1 --contenders keras,keras-xla,keras-unroll,keras-hoisted
+    python -m benchmarks.train_speed --cells lstm --precisions bf16 --contenders seqzoo,torch --breakdown
 
 Needs the ``bench`` extra (``pip install -e .[bench]``: the CPU build of PyTorch).
 """
@@ -112,14 +119,27 @@ def zoo_model_name(cell: str, layers: int) -> str:
     return "gru" if cell == "gru" else ("lstm" if layers == 1 else "stacked_lstm")
 
 
-def seqzoo_contender(cell: str, layers: int, precision: str, shape: Shape, data, steps: int):
+def _dense_body(layers: int, shape: Shape, dtype: str):
+    """The recurrent stack replaced by ``layers`` Dense layers of the same width (``--breakdown``)."""
+    import keras
+
+    def body(x):
+        for _ in range(layers):
+            x = keras.layers.Dense(shape.units, dtype=dtype)(x)
+        return x
+
+    return body
+
+
+def seqzoo_contender(cell: str, layers: int, precision: str, shape: Shape, data, steps: int, *, rest: bool = False):
     import keras
 
     import zoo
     from zoo import training
 
     config = zoo.ModelConfig(zoo_model_name(cell, layers), units=shape.units, num_layers=layers, return_sequences=True, dtype=_dtype(precision))
-    model = _char_model(lambda x: zoo.apply(config, x), shape)
+    body = _dense_body(layers, shape, _dtype(precision)) if rest else (lambda x: zoo.apply(config, x))
+    model = _char_model(body, shape)
     training.compile_model(model, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return _keras_timer(
         model, data, lambda m, ds, n, cbs: training.fit(m, ds, epochs=1, steps_per_epoch=n, verbose=0, callbacks=cbs), steps
@@ -141,11 +161,12 @@ def _keras_layers(cell: str, layers: int, shape: Shape, dtype: str, *, hoisted: 
     return body
 
 
-def keras_contender(cell, layers, precision, shape, data, steps, *, jit_compile=False, **lever):
+def keras_contender(cell, layers, precision, shape, data, steps, *, jit_compile=False, rest=False, **lever):
     """Bare Keras: the same char model, ``model.compile`` + ``model.fit``, nothing else."""
     import keras
 
-    model = _char_model(_keras_layers(cell, layers, shape, _dtype(precision), **lever), shape)
+    body = _dense_body(layers, shape, _dtype(precision)) if rest else _keras_layers(cell, layers, shape, _dtype(precision), **lever)
+    model = _char_model(body, shape)
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=jit_compile)
     return _keras_timer(
         model, data, lambda m, ds, n, cbs: m.fit(ds, epochs=1, steps_per_epoch=n, verbose=0, callbacks=cbs), steps
@@ -178,8 +199,9 @@ def hoisted_lstm_class():
     return Hoisted
 
 
-def _torch_timer(cell: str, layers: int, precision: str, shape: Shape, data: np.ndarray, steps: int):
-    """Build and warm a PyTorch model; return a function that times ``steps`` training steps."""
+def _torch_timer(cell: str, layers: int, precision: str, shape: Shape, data: np.ndarray, steps: int, rest: bool = False):
+    """Build and warm a PyTorch model; return a function that times ``steps`` training steps
+    (``rest``: with the recurrent layers replaced by Linear layers of the same width)."""
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
@@ -189,11 +211,17 @@ def _torch_timer(cell: str, layers: int, precision: str, shape: Shape, data: np.
         def __init__(self):
             super().__init__()
             self.embed = torch.nn.Embedding(shape.vocab, shape.embed)
-            self.rnn = rnn_cls(shape.embed, shape.units, num_layers=layers, batch_first=True)
+            if rest:
+                widths = [shape.embed] + [shape.units] * layers
+                self.body = torch.nn.Sequential(*(torch.nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True)))
+            else:
+                rnn = rnn_cls(shape.embed, shape.units, num_layers=layers, batch_first=True)
+                self.body = lambda x: rnn(x)[0]
+                self.rnn = rnn  # registers its parameters
             self.head = torch.nn.Linear(shape.units, shape.vocab)
 
         def forward(self, x):
-            return self.head(self.rnn(self.embed(x))[0])
+            return self.head(self.body(self.embed(x)))
 
     model = CharModel()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -221,14 +249,14 @@ def _torch_timer(cell: str, layers: int, precision: str, shape: Shape, data: np.
     return timed
 
 
-def torch_contender(cell: str, layers: int, precision: str, shape: Shape, data, steps: int):
+def torch_contender(cell: str, layers: int, precision: str, shape: Shape, data, steps: int, *, rest: bool = False):
     """PyTorch runs in its own process: in one process with TensorFlow, each framework's
     thread pools slow the other down (measured here: PyTorch 16x slower)."""
     import subprocess
 
     np.save(data_file := os.path.join(_tmpdir(), "tokens.npy"), data)
     worker = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.train_speed", "--torch-worker", cell, str(layers), precision, str(steps), data_file],
+        [sys.executable, "-m", "benchmarks.train_speed", "--torch-worker", cell, str(layers), precision, str(steps), data_file, str(int(rest))],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
     if worker.stdout.readline().strip() != "ready":
@@ -248,8 +276,8 @@ def _tmpdir() -> str:
     return tempfile.mkdtemp(prefix="seqzoo-bench-")
 
 
-def _torch_worker(cell: str, layers: str, precision: str, steps: str, data_file: str) -> int:
-    timed = _torch_timer(cell, int(layers), precision, Shape(), np.load(data_file), int(steps))
+def _torch_worker(cell: str, layers: str, precision: str, steps: str, data_file: str, rest: str = "0") -> int:
+    timed = _torch_timer(cell, int(layers), precision, Shape(), np.load(data_file), int(steps), rest=rest == "1")
     print("ready", flush=True)
     for line in sys.stdin:
         if line.strip() == "time":
@@ -268,8 +296,13 @@ CONTENDERS = {
 }
 
 
-def measure(cells, layers_list, precisions, repeats: int, steps: int, shape: Shape, corpus, contenders) -> list[dict]:
+REST = ":rest"  # suffix of a contender timed with Dense layers in place of its recurrent ones
+
+
+def measure(cells, layers_list, precisions, repeats: int, steps: int, shape: Shape, corpus, contenders,
+            breakdown: bool = False) -> list[dict]:
     data = _tokens(shape, 16, corpus)
+    contenders = list(contenders) + ([name + REST for name in contenders] if breakdown else [])
     tokens_per_run = steps * shape.batch * shape.seq_len
     rows = []
     for cell in cells:
@@ -278,12 +311,15 @@ def measure(cells, layers_list, precisions, repeats: int, steps: int, shape: Sha
                 timers = {}
                 for name in contenders:
                     print(f"  building {name} {cell} x{layers} {precision} ...", file=sys.stderr, flush=True)
-                    timers[name] = CONTENDERS[name](cell, layers, precision, shape, data, steps)
+                    base, rest = name.removesuffix(REST), name.endswith(REST)
+                    timers[name] = CONTENDERS[base](cell, layers, precision, shape, data, steps, **({"rest": True} if rest else {}))
                 times = {name: [] for name in timers}
                 for _ in range(repeats):
                     for name, timed in timers.items():  # interleaved
                         times[name].append(timed())
                 row = {"cell": cell, "layers": layers, "precision": precision}
+                if {"seqzoo", "torch"} <= set(times):  # the ratio within each interleaved round
+                    row["seqzoo/torch rounds"] = [t / s for s, t in zip(times["seqzoo"], times["torch"], strict=True)]
                 for name, ts in times.items():
                     row[name] = tokens_per_run / statistics.median(ts)
                     if hasattr(timers[name], "setup"):
@@ -297,6 +333,8 @@ def table(rows: list[dict], contenders) -> str:
     head = ["cell", "layers", "precision"] + [f"{c} tok/s" for c in contenders]
     if "torch" in contenders:
         head += [f"{c}/torch" for c in contenders if c != "torch"]
+    if {"seqzoo", "torch"} <= set(contenders):
+        head += ["seqzoo/torch per round, min-max"]
     if {"seqzoo", "keras"} <= set(contenders):
         head += ["seqzoo vs keras", "first batch of a fit, s (seqzoo / keras)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -304,9 +342,32 @@ def table(rows: list[dict], contenders) -> str:
         cells = [r["cell"], str(r["layers"]), r["precision"]] + [f"{r[c]:,.0f}" for c in contenders]
         if "torch" in contenders:
             cells += [f"{r[c] / r['torch']:.2f}x" for c in contenders if c != "torch"]
+        if {"seqzoo", "torch"} <= set(contenders):
+            rounds = r["seqzoo/torch rounds"]
+            cells += [f"{min(rounds):.2f}-{max(rounds):.2f}x"]
         if {"seqzoo", "keras"} <= set(contenders):
             cells += [f"{(r['seqzoo'] / r['keras'] - 1) * 100:+.1f}%", f"{r['seqzoo setup']:.2f} / {r['keras setup']:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def breakdown_table(rows: list[dict], contenders, shape: Shape) -> str:
+    """ms per step: the whole step, the rest (Dense in place of the recurrent layers), and
+    their difference (the recurrent layers), each also as speed vs PyTorch (its ms / these ms:
+    above 1x is faster, as in :func:`table`)."""
+    ms = lambda tok_s: shape.batch * shape.seq_len / tok_s * 1000  # noqa: E731
+    head = ["cell", "layers", "precision", "contender", "step ms", "rest ms", "recurrent ms"]
+    if "torch" in contenders:
+        head += ["step vs torch", "rest vs torch", "recurrent vs torch"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        parts = {c: (ms(r[c]), ms(r[c + REST])) for c in contenders}
+        for c, (step, rest) in parts.items():
+            cells = [r["cell"], str(r["layers"]), r["precision"], c, f"{step:.1f}", f"{rest:.1f}", f"{step - rest:.1f}"]
+            if "torch" in contenders:
+                t_step, t_rest = parts["torch"]
+                cells += [f"{t_step / step:.2f}x", f"{t_rest / rest:.2f}x", f"{(t_step - t_rest) / (step - rest):.2f}x"]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -322,12 +383,17 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="interleaved timing rounds; the median is reported")
     parser.add_argument("--steps", type=int, default=10, help="training steps per timing")
     parser.add_argument("--corpus", default=None, help="optional text file for real tokens (speed does not depend on it)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time each contender with Dense layers in place of its recurrent ones, and split each "
+                             "step into the recurrent layers and the rest")
     parser.add_argument("--no-write", action="store_true", help="print only, do not update benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
     contenders = [c for c in args.contenders.split(",") if c]
     unknown = [c for c in contenders if c not in CONTENDERS]
     if unknown:
         parser.error(f"unknown contenders {unknown}; choose from {', '.join(CONTENDERS)}")
+    if args.breakdown and not set(contenders) <= {"seqzoo", "keras", "torch"}:
+        parser.error("--breakdown takes the contenders seqzoo, keras and torch only")
     if "torch" in contenders:
         try:
             import torch  # noqa: F401
@@ -340,13 +406,19 @@ def main(argv=None) -> int:
     levers = ": levers" if any(c.startswith("keras-") for c in contenders) else ""  # its own RESULTS.md section
     shape = Shape()
     rows = measure(args.cells.split(","), [int(v) for v in args.layers.split(",")], args.precisions.split(","),
-                   args.repeats, args.steps, shape, args.corpus, contenders)
+                   args.repeats, args.steps, shape, args.corpus, contenders, breakdown=args.breakdown)
     body = (
         f"## Training speed{levers} (`python -m benchmarks.train_speed {' '.join(argv)}`)\n\n"
         f"{machine()}\n\nChar LM: Embedding {shape.embed} -> RNN {shape.units} x layers -> Dense {shape.vocab}, "
         f"sequence {shape.seq_len}, batch {shape.batch}, Adam; median of {args.repeats} interleaved timings of "
         f"{args.steps} steps each, after warm-up.\n\n{table(rows, contenders)}\n"
     )
+    if args.breakdown:
+        body += (
+            "\nWhere the step goes: the rest is the same model and training path with Dense layers of the same "
+            "width in place of the recurrent ones; recurrent = step - rest.\n\n"
+            f"{breakdown_table(rows, contenders, shape)}\n"
+        )
     print(body)
     if not args.no_write:
         write_section("train_speed_levers" if levers else "train_speed", body)
