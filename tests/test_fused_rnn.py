@@ -134,18 +134,21 @@ def test_fused_falls_back_to_the_keras_loop_where_it_does_not_apply(cell):
         assert not fused_cls(UNITS, reset_after=False).fused()
 
 
-def test_bfloat16_fused_layer_is_closer_to_float32_than_keras_bfloat16_layer(cell):
+@pytest.mark.parametrize("shape", [(B, T, F, UNITS), (16, 100, 32, 64)], ids=["short", "100-steps"])
+def test_bfloat16_fused_layer_is_closer_to_float32_than_keras_bfloat16_layer(cell, shape):
     """Under ``mixed_bfloat16`` the fused layer multiplies bfloat16 operands (the per-step
-    recurrent matmuls accumulate in float32) and keeps its states in float32: its outputs and
-    gradients are bf16 tensors within bf16 rounding of the float32 layer's, and no further
-    from them than Keras's all-bfloat16 loop."""
+    recurrent matmuls accumulate in float32), keeps its states in float32 and stores what its
+    loop saves in bfloat16: its outputs and gradients are bf16 tensors within bf16 rounding of
+    the float32 layer's, also over 100 steps, and no further from them than Keras's
+    all-bfloat16 loop."""
+    batch, steps, features, units = shape
     rng = np.random.default_rng(3)
-    x = tf.constant(rng.normal(size=(B, T, F)).astype("float32"))
+    x = tf.constant(rng.normal(size=(batch, steps, features)).astype("float32"))
     ref_cls, fused_cls = PAIRS[cell]
     layers = {
-        "float32": fused_cls(UNITS, return_sequences=True),
-        "fused bf16": fused_cls(UNITS, return_sequences=True, dtype="mixed_bfloat16"),
-        "keras bf16": ref_cls(UNITS, return_sequences=True, dtype="mixed_bfloat16"),
+        "float32": fused_cls(units, return_sequences=True),
+        "fused bf16": fused_cls(units, return_sequences=True, dtype="mixed_bfloat16"),
+        "keras bf16": ref_cls(units, return_sequences=True, dtype="mixed_bfloat16"),
     }
     for layer in layers.values():
         layer(x)
