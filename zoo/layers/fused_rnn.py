@@ -166,7 +166,7 @@ def _lstm_backward(recurrent_t, hs, h0, saved, d_hs, dh, dc):
     batch, steps, gates = tf.unstack(tf.shape(ws))
 
     def step(t, dh, dc, d_bias, dzs):
-        dh = dh + d_hs[:, t]
+        dh = dh + _read(d_hs, t)
         dc = dc + dh * _read(ys, t)
         dz = tf.concat([dc, dc, dc, dh], 1) * _read(ws, t)
         return t - 1, _recurrent_matmul(dz, recurrent_t), dc * _read(fs, t), d_bias + tf.reduce_sum(dz, 0), _write(dzs, t, dz)
@@ -205,7 +205,7 @@ def _gru_backward(recurrent_t, hs, h0, saved, d_hs, dh):
 
     def step(t, dh, d_bias, d_inputs, d_recurrents):
         z, r, hh = tf.split(gates[:, t], 3, axis=1)
-        dh = dh + d_hs[:, t]
+        dh = dh + _read(d_hs, t)
         h_prev = tf.where(t > 0, hs[:, tf.maximum(t - 1, 0)], h0)
         dz = dh * (h_prev - hh) * z * (1 - z)
         dhh = dh * (1 - z) * (1 - hh * hh)
@@ -304,7 +304,9 @@ def _sequence(cell: _Cell, x, kernel, recurrent_kernel, bias, states):
             state.set_shape(initial.shape)
 
         def grad(d_outputs, *d_final):
-            d_chunks = zip(*(split(tf.cast(d, tf.float32)) for d in (d_outputs, *d_final)), strict=True)
+            # The outputs' gradient enters the backward loops as it comes (bfloat16 as bits, read
+            # per step); the final states' gradients are their initial float32 state gradients.
+            d_chunks = zip(split(_bits(d_outputs)), *(split(tf.cast(d, tf.float32)) for d in d_final), strict=True)
             dxs, weight_grads, d_states = [], [], []
             recurrent_t = tf.transpose(recurrent)  # here, not in XLA: its bf16 dot on a transposed operand is slow
             for (x_i, states_i, hs_i, outputs_i, saved, _), (d_hs, *d_final_i) in zip(chunks, d_chunks, strict=True):
