@@ -51,6 +51,9 @@ MAX_CHUNKS = 4
 # XLA's CPU backend converts a whole bfloat16 array to float32 before slicing it, and writes
 # into a bfloat16 buffer about 16x slower than into a float32 one, while uint16 slices and
 # writes are native. ``_read`` and ``_encode`` convert one step exactly as ``tf.cast`` does.
+# ``_encode`` is XLA's own float32 -> bfloat16 conversion, bitcast: where the CPU has AVX512_BF16
+# that is one instruction per 16 values, and it made the bf16 LSTM train step 4.9 ms (of 44)
+# faster than rounding the bit patterns with integer ops (in-process A/B, 15 of 15 pairs).
 
 
 def _bits(x):
@@ -73,12 +76,10 @@ def _read(buffer, t):
 
 def _encode(value, dtype):
     """float32 ``value`` for a ``dtype`` buffer: uint16 gets its bfloat16 bit pattern, rounded
-    to nearest even (as ``tf.cast``; NaN stays NaN)."""
+    to nearest even (``tf.cast``'s conversion; NaN stays NaN)."""
     if dtype != tf.uint16:
         return value
-    bits = tf.bitcast(value, tf.uint32)
-    rounded = tf.bitwise.right_shift(bits + 0x7FFF + tf.bitwise.bitwise_and(tf.bitwise.right_shift(bits, 16), 1), 16)
-    return tf.cast(tf.where(tf.math.is_nan(value), tf.constant(0x7FC0, tf.uint32), rounded), tf.uint16)
+    return tf.bitcast(tf.cast(value, tf.bfloat16), tf.uint16)
 
 
 def _buffers(batch, steps, *widths, dtype=tf.float32):
