@@ -86,9 +86,10 @@ def _buffers(batch, steps, *widths, dtype=tf.float32):
     return [tf.zeros([batch, steps, w], dtype) for w in widths]
 
 
-def _write(buffer, t, value):
-    """``buffer[:, t] = value`` in place: (B, T, n) <- (B, n), encoded for the buffer's dtype."""
-    return dynamic_update_slice(buffer, _encode(value, buffer.dtype)[:, None], [0, t, 0])
+def _write(buffer, t, value, column=0):
+    """``buffer[:, t, column:column + n] = value`` in place: (B, T, .) <- (B, n), encoded for the
+    buffer's dtype."""
+    return dynamic_update_slice(buffer, _encode(value, buffer.dtype)[:, None], [0, t, column])
 
 
 def _rounded_dtype(kernel):
@@ -145,7 +146,7 @@ def _lstm_forward(xw, bias, recurrent_kernel, h0, c0):
         # (in-process A/B of the bf16 train step: 0.9 ms of 40 faster, in 13 of 15 pairs).
         w = (g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g) * (1 + g), tanh_c * o * (1 - o))
         for k, w_k in enumerate(w):
-            ws = dynamic_update_slice(ws, _encode(w_k, ws.dtype)[:, None], [0, t, k * units])
+            ws = _write(ws, t, w_k, column=k * units)
         return (
             t + 1,
             h,
