@@ -215,13 +215,12 @@ def _torch_timer(cell: str, layers: int, precision: str, shape: Shape, data: np.
                 widths = [shape.embed] + [shape.units] * layers
                 self.body = torch.nn.Sequential(*(torch.nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True)))
             else:
-                rnn = rnn_cls(shape.embed, shape.units, num_layers=layers, batch_first=True)
-                self.body = lambda x: rnn(x)[0]
-                self.rnn = rnn  # registers its parameters
+                self.rnn = rnn_cls(shape.embed, shape.units, num_layers=layers, batch_first=True)
             self.head = torch.nn.Linear(shape.units, shape.vocab)
 
         def forward(self, x):
-            return self.head(self.body(self.embed(x)))
+            x = self.embed(x)
+            return self.head(self.body(x) if rest else self.rnn(x)[0])
 
     model = CharModel()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -290,9 +289,9 @@ CONTENDERS = {
     "keras": keras_contender,
     "torch": torch_contender,
     # Levers, one at a time, on bare Keras:
-    "keras-xla": lambda *a: keras_contender(*a, jit_compile=True),
-    "keras-unroll": lambda *a: keras_contender(*a, unroll=True),
-    "keras-hoisted": lambda *a: keras_contender(*a, hoisted=True),
+    "keras-xla": lambda *a, **kw: keras_contender(*a, jit_compile=True, **kw),
+    "keras-unroll": lambda *a, **kw: keras_contender(*a, unroll=True, **kw),
+    "keras-hoisted": lambda *a, **kw: keras_contender(*a, hoisted=True, **kw),
 }
 
 
@@ -312,7 +311,7 @@ def measure(cells, layers_list, precisions, repeats: int, steps: int, shape: Sha
                 for name in contenders:
                     print(f"  building {name} {cell} x{layers} {precision} ...", file=sys.stderr, flush=True)
                     base, rest = name.removesuffix(REST), name.endswith(REST)
-                    timers[name] = CONTENDERS[base](cell, layers, precision, shape, data, steps, **({"rest": True} if rest else {}))
+                    timers[name] = CONTENDERS[base](cell, layers, precision, shape, data, steps, rest=rest)
                 times = {name: [] for name in timers}
                 for _ in range(repeats):
                     for name, timed in timers.items():  # interleaved

@@ -157,8 +157,7 @@ def _lstm_forward(xw, bias, recurrent_kernel, h0, c0):
             _write(fs, t, f),
         )
 
-    hs, ws, ys, fs = _buffers(batch, steps, units, 4 * units, units, units, dtype=_rounded_dtype(recurrent_kernel))
-    buffers = (hs, ws, ys, fs)
+    buffers = _buffers(batch, steps, units, 4 * units, units, units, dtype=_rounded_dtype(recurrent_kernel))  # hs, ws, ys, fs
     _, h, c, hs, *saved = tf.while_loop(lambda t, *_: t < steps, step, (0, h0, c0, *buffers))
     return hs, saved, (h, c)
 
