@@ -19,10 +19,10 @@ from dataclasses import dataclass
 import keras
 
 from zoo.config import ModelConfig, check_model_name, depth_range
-from zoo.layers import FusedGRU, FusedLSTM, UnsharedRNN
+from zoo.layers import CarriedSimpleRNN, FusedGRU, FusedLSTM, UnsharedRNN
 
 # Keras's LSTM and GRU with a faster CPU training loop (same weights and results).
-_RNN_CLASSES = {"lstm": FusedLSTM, "gru": FusedGRU, "simple": keras.layers.SimpleRNN}
+_RNN_CLASSES = {"lstm": FusedLSTM, "gru": FusedGRU, "simple": CarriedSimpleRNN}
 # Number of state tensors each cell carries.
 STATE_SIZES = {"lstm": 2, "gru": 1, "simple": 1}
 

@@ -41,6 +41,8 @@ import tensorflow as tf
 from keras import activations
 from tensorflow.compiler.tf2xla.python.xla import dynamic_update_slice
 
+from zoo.layers.carry import CarriedState
+
 # Most concurrent loops one layer call runs (see _batch_split).
 MAX_CHUNKS = 4
 
@@ -384,14 +386,14 @@ class _Fused:
 
 
 @keras.saving.register_keras_serializable(package="seqzoo")
-class FusedLSTM(_Fused, keras.layers.LSTM):
+class FusedLSTM(CarriedState, _Fused, keras.layers.LSTM):
     """``keras.layers.LSTM`` (same arguments, weights and results) with the fused CPU loop."""
 
     _sequence = staticmethod(lstm_sequence)
 
 
 @keras.saving.register_keras_serializable(package="seqzoo")
-class FusedGRU(_Fused, keras.layers.GRU):
+class FusedGRU(CarriedState, _Fused, keras.layers.GRU):
     """``keras.layers.GRU`` (same arguments, weights and results) with the fused CPU loop
     (for ``reset_after=True``, Keras's default)."""
 
