@@ -8,14 +8,10 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from tasks import TASKS as TRAIN_TASKS
 from tasks.common import quiet_tensorflow
 
 # name -> (module with main(argv, prog), one-line help)
-TRAIN_TASKS = {
-    "textgen": ("tasks.text_generation", "character-level language model on text"),
-    "classify": ("tasks.sequence_classification", "sequence classification (UEA series, IMDB)"),
-    "movement": ("tasks.movement", "next-day up/down movement from daily prices"),
-}
 COMMANDS = {
     "models": ("tasks.models_table", "the zoo as a table with parameter counts"),
     "generate": ("tasks.generate", "sample text from a textgen export"),

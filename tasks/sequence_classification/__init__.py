@@ -20,7 +20,6 @@ exports take ``serve(text)``, a (batch,) string tensor.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -31,35 +30,19 @@ from typing import Any
 
 import numpy as np
 
-from tasks.common import (
-    Formatter,
-    add_model_arguments,
-    add_strategy_argument,
-    add_training_arguments,
-    cli,
-    config_from_args,
-    distribution_strategy,
-    fit_kwargs,
-    resolve_run_dir,
-    set_seed,
-    strategy_scope,
-    training_kwargs,
-)
+from tasks.common import distribution_strategy, resolve_run_dir, set_seed, strategy_scope
+from tasks.options import Result, TaskOptions, default, fraction, main_for, one_of, option, positive_int
 from tasks.sequence_classification import data as D
 from tasks.sequence_classification.report import classification_metrics, confusion_png, format_confusion
 from zoo.config import ModelConfig
+from zoo.errors import ConfigError
 
 TASK = "classify"
 OBJECTIVE = ("val_accuracy", "max")
 TEXT_MAX_LENGTH = 256  # tokens per review when --max-length is not given
 
 POOLINGS = ("last", "mean")
-# Chosen on JapaneseVowels (seed 0, validation + test, see the report of issue 3): 97.8% test accuracy in
-# ~15 s of training on 2 idle cores. Mean pooling, input noise and cosine decay did not help there.
-DEFAULTS = {
-    "model": "gru", "units": 64, "dropout": 0.2, "epochs": 60, "batch_size": 16, "learning_rate": 3e-3,
-    "lr_schedule": "constant", "pooling": "last", "noise": 0.0,
-}
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -108,58 +91,58 @@ class TaskData:
 # ----------------------------------------------------------------------------- API
 
 
-def build_parser(prog: str = "seqzoo train classify") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=__doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1],
-        formatter_class=Formatter,
-    )
-    g = parser.add_argument_group("data")
-    g.add_argument("--dataset", default=D.DEFAULT_DATASET,
-                   help="a bundled UEA/UCR set (japanese_vowels, BasicMotions, GunPoint, ...) or tfds:imdb_reviews")
-    g.add_argument("--ts-train", default=None, help="training .ts file (with --ts-test; overrides --dataset)")
-    g.add_argument("--ts-test", default=None, help="test .ts file (with --ts-train)")
-    g.add_argument("--val-fraction", type=float, default=0.1,
-                   help="share of the TRAINING file held out (stratified) for validation; 0 for none")
-    g.add_argument("--max-length", type=int, default=None,
-                   help=f"pad/crop every sequence to this many steps (default: series keep their lengths, masked; "
-                        f"the unshared_rnn uses the longest training sequence; text: {TEXT_MAX_LENGTH} tokens)")
-    g.add_argument("--vocab-size", type=int, default=20000, help="text: TextVectorization max_tokens")
-    g.add_argument("--embedding-dim", type=int, default=64, help="text: embedding width")
-    g.add_argument("--data-dir", default=None, help="text: tensorflow_datasets data_dir")
-    h = parser.add_argument_group("classifier")
-    h.add_argument("--pooling", choices=POOLINGS, default=DEFAULTS["pooling"],
-                   help="summary of the sequence the classifier sees: the last step's output, or the mean of "
-                        "all real steps' outputs (padding excluded)")
-    h.add_argument("--noise", type=float, default=DEFAULTS["noise"],
-                   help="series: std of Gaussian noise added to the normalized inputs while training (0: off)")
-    add_model_arguments(parser, default_model=DEFAULTS["model"], default_units=DEFAULTS["units"])
-    add_training_arguments(parser, epochs=DEFAULTS["epochs"], batch_size=DEFAULTS["batch_size"],
-                           learning_rate=DEFAULTS["learning_rate"])
-    h.add_argument("--lr-schedule", choices=("constant", "cosine"), default=DEFAULTS["lr_schedule"],
-                        help="learning rate per epoch: constant, or cosine decay from --learning-rate to 0")
-    add_strategy_argument(parser)
-    parser.set_defaults(dropout=DEFAULTS["dropout"])
-    return parser
+@dataclass(frozen=True)
+class Options(TaskOptions):
+    """Every setting of ``seqzoo train classify``; see :class:`tasks.options.TaskOptions` for the shared ones."""
 
 
-def _check_args(args: argparse.Namespace) -> None:
-    if (args.ts_train is None) != (args.ts_test is None):
-        raise ValueError("Pass both --ts-train and --ts-test (a training and a test .ts file), or neither")
-    if not 0 <= args.val_fraction < 1:
-        raise ValueError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
-    if args.max_length is not None and args.max_length <= 0:
-        raise ValueError(f"--max-length must be a positive integer, got {args.max_length}")
-    if args.batch_size <= 0:
-        raise ValueError(f"--batch-size must be a positive integer, got {args.batch_size}")
+    # data
+    dataset: str = option(D.DEFAULT_DATASET, "a bundled UEA/UCR set (japanese_vowels, BasicMotions, GunPoint, ...) "
+                          "or tfds:imdb_reviews", group="data")
+    ts_train: str | None = option(None, "training .ts file (with ts_test; overrides dataset)", group="data")
+    ts_test: str | None = option(None, "test .ts file (with ts_train)", group="data")
+    val_fraction: float = option(0.1, "share of the TRAINING file held out (stratified) for validation; 0 for none",
+                                 group="data")
+    max_length: int | None = option(None, "pad/crop every sequence to this many steps (default: series keep their "
+                                    "lengths, masked; the unshared_rnn uses the longest training sequence; text: "
+                                    f"{TEXT_MAX_LENGTH} tokens)", group="data")
+    vocab_size: int = option(20000, "text: TextVectorization max_tokens", group="data")
+    embedding_dim: int = option(64, "text: embedding width", group="data")
+    data_dir: str | None = option(None, "text: tensorflow_datasets data_dir", group="data")
+    # classifier
+    pooling: str = option("last", "summary of the sequence the classifier sees: the last step's output, or the "
+                          "mean of all real steps' outputs (padding excluded)", group="classifier", choices=POOLINGS)
+    noise: float = option(0.0, "series: std of Gaussian noise added to the normalized inputs while training (0: off)",
+                          group="classifier")
+    lr_schedule: str = option("constant", "learning rate per epoch: constant, or cosine decay from learning_rate "
+                              "to 0", group="classifier", choices=LR_SCHEDULES)
+    # Defaults chosen on JapaneseVowels' validation split (see docs/classify.md).
+    model: str = default("model", "gru")
+    dropout: float = default("dropout", 0.2)
+    epochs: int = default("epochs", 60)
+    batch_size: int = default("batch_size", 16)
+    learning_rate: float = default("learning_rate", 3e-3)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if (self.ts_train is None) != (self.ts_test is None):
+            raise ConfigError("ts_test" if self.ts_test is None else "ts_train", None, "set together with its twin",
+                              "Pass both ts_train and ts_test (a training and a test .ts file), or neither")
+        fraction("val_fraction", self.val_fraction)
+        positive_int("max_length", self.max_length, optional=True)
+        positive_int("vocab_size", self.vocab_size)
+        positive_int("embedding_dim", self.embedding_dim)
+        one_of("pooling", self.pooling, POOLINGS)
+        if isinstance(self.noise, bool) or not isinstance(self.noise, (int, float)) or self.noise < 0:
+            raise ConfigError("noise", self.noise, "a number >= 0")
+        one_of("lr_schedule", self.lr_schedule, LR_SCHEDULES)
 
 
-def load_data(args: argparse.Namespace) -> TaskData:
-    """The train/val/test splits of ``--dataset`` (or ``--ts-train/--ts-test``), batched."""
-    _check_args(args)
-    if args.ts_train is None and args.dataset.startswith(D.TFDS_PREFIX):
-        return _load_text(args)
-    return _load_series(args)
+def load_data(options: Options) -> TaskData:
+    """The train/val/test splits of ``dataset`` (or ``ts_train``/``ts_test``), batched."""
+    if options.ts_train is None and options.dataset.startswith(D.TFDS_PREFIX):
+        return _load_text(options)
+    return _load_series(options)
 
 
 def _series_dataset(series: D.Series, names: list[str], spec_len: int | None, batch_size: int, shuffle_seed=None):
@@ -174,42 +157,42 @@ def _series_dataset(series: D.Series, names: list[str], spec_len: int | None, ba
     return ds.batch(batch_size).prefetch(2)
 
 
-def _load_series(args: argparse.Namespace) -> TaskData:
-    if args.ts_train is not None:
-        train_path, test_path, name = Path(args.ts_train), Path(args.ts_test), Path(args.ts_train).stem
+def _load_series(options: Options) -> TaskData:
+    if options.ts_train is not None:
+        train_path, test_path, name = Path(options.ts_train), Path(options.ts_test), Path(options.ts_train).stem
     else:
-        train_path, test_path = D.bundled_paths(args.dataset)
+        train_path, test_path = D.bundled_paths(options.dataset)
         name = train_path.parent.name
     full, test = D.read_ts(train_path), D.read_ts(test_path)
     names = D.class_names(full.labels)
     D.check_compatible(full, test, names)
-    if args.quick:  # every 4th training / 5th test case: a smoke run in seconds
+    if options.small_data:  # every 4th training / 5th test case: a smoke run in seconds
         full, test = full.subset(np.arange(0, len(full.labels), 4)), test.subset(np.arange(0, len(test.labels), 5))
-    train_idx, val_idx = D.stratified_split(full.labels, args.val_fraction, args.seed)
+    train_idx, val_idx = D.stratified_split(full.labels, options.val_fraction, options.seed)
     train, val = full.subset(np.sort(train_idx)), full.subset(np.sort(val_idx))
     norm = D.Normalizer.fit(train.values)
     spec = ClassificationSpec("series", names, channels=full.channels, train_max_length=int(train.lengths.max()),
-                              max_length=args.max_length, mean=norm.mean.tolist(), std=norm.std.tolist(),
-                              pooling=args.pooling, noise=args.noise)
-    length = spec.fixed_length(args.model)  # the model fits lengths itself; data is only padded
+                              max_length=options.max_length, mean=norm.mean.tolist(), std=norm.std.tolist(),
+                              pooling=options.pooling, noise=options.noise)
+    length = spec.fixed_length(options.model)  # the model fits lengths itself; data is only padded
     all_lengths = np.concatenate([full.lengths, test.lengths])
     provenance = {
         "dataset": name, "train_file": str(train_path), "test_file": str(test_path),
         "train": len(train.labels), "val": len(val.labels), "test": len(test.labels),
         "classes": len(names), "channels": full.channels,
         "lengths": f"{int(all_lengths.min())}-{int(all_lengths.max())}",
-        "val_split": f"{args.val_fraction:g} of the training file, stratified, seed {args.seed}",
-        "quick": bool(args.quick),
+        "val_split": f"{options.val_fraction:g} of the training file, stratified, seed {options.seed}",
+        "quick": bool(options.small_data),
     }
     if length is not None:
         cropped = int((test.lengths > length).sum() + (full.lengths > length).sum())
-        why = "--max-length" if args.max_length else "unshared_rnn has weights for a fixed number of steps"
+        why = "max_length" if options.max_length else "unshared_rnn has weights for a fixed number of steps"
         print(f"Fixed length {length} ({why}): shorter sequences are zero-padded and masked, "
               f"{cropped} longer train/val/test sequences keep only their first {length} steps.")
         provenance["fixed_length"] = length
-    bs = args.batch_size
+    bs = options.batch_size
     return TaskData(
-        train=_series_dataset(train, names, None, bs, shuffle_seed=args.seed),
+        train=_series_dataset(train, names, None, bs, shuffle_seed=options.seed),
         val=_series_dataset(val, names, None, bs) if len(val.labels) else None,
         test=_series_dataset(test, names, None, bs),
         spec=spec,
@@ -217,24 +200,24 @@ def _load_series(args: argparse.Namespace) -> TaskData:
     )
 
 
-def _load_text(args: argparse.Namespace) -> TaskData:
+def _load_text(options: Options) -> TaskData:
     import keras
 
-    name = args.dataset[len(D.TFDS_PREFIX):]
-    train, val, test, names = D.load_tfds_text(name, args.data_dir, args.quick, args.val_fraction)
-    length = args.max_length or TEXT_MAX_LENGTH
-    print(f"Text: each review is cut to its first {length} tokens and padded (masked) to that length (--max-length).")
-    vectorizer = keras.layers.TextVectorization(max_tokens=args.vocab_size, output_sequence_length=length,
+    name = options.dataset[len(D.TFDS_PREFIX):]
+    train, val, test, names = D.load_tfds_text(name, options.data_dir, options.small_data, options.val_fraction)
+    length = options.max_length or TEXT_MAX_LENGTH
+    print(f"Text: each review is cut to its first {length} tokens and padded (masked) to that length (max_length).")
+    vectorizer = keras.layers.TextVectorization(max_tokens=options.vocab_size, output_sequence_length=length,
                                                 name="vectorize")
     vectorizer.adapt(train.map(lambda text, label: text).batch(256))
     spec = ClassificationSpec("text", names, max_length=length, vectorizer=vectorizer,
-                              embedding_dim=args.embedding_dim, pooling=args.pooling)
-    provenance = {"dataset": args.dataset, "classes": len(names), "vocabulary": vectorizer.vocabulary_size(),
-                  "max_length_tokens": length, "val_split": f"{args.val_fraction:g} of tfds 'train'",
-                  "quick": bool(args.quick)}
-    bs = args.batch_size
+                              embedding_dim=options.embedding_dim, pooling=options.pooling)
+    provenance = {"dataset": options.dataset, "classes": len(names), "vocabulary": vectorizer.vocabulary_size(),
+                  "max_length_tokens": length, "val_split": f"{options.val_fraction:g} of tfds 'train'",
+                  "quick": bool(options.small_data)}
+    bs = options.batch_size
     return TaskData(
-        train=train.shuffle(10000, seed=args.seed).batch(bs).prefetch(2),
+        train=train.shuffle(10000, seed=options.seed).batch(bs).prefetch(2),
         val=None if val is None else val.batch(bs).prefetch(2),
         test=test.batch(bs).prefetch(2),
         spec=spec,
@@ -326,33 +309,33 @@ def endpoints(model, spec: ClassificationSpec) -> dict:
                               tf.TensorSpec((None,), tf.int32, name="lengths")])}
 
 
-def _callbacks(args: argparse.Namespace, epochs: int) -> list:
+def _callbacks(options: Options) -> list:
     import math
 
     import keras
 
-    if args.lr_schedule == "cosine":
-        lr = args.learning_rate
+    if options.lr_schedule == "cosine":
+        lr, epochs = options.learning_rate, options.epochs
         return [keras.callbacks.LearningRateScheduler(lambda e: lr * 0.5 * (1 + math.cos(math.pi * e / epochs)))]
     return []
 
 
-def train_and_evaluate(args: argparse.Namespace, *, verbose: int | str = "auto") -> dict[str, Any]:
-    """The whole run without printing the summary; returns metrics, paths and timing."""
+def run(options: Options, *, verbose: int | str = "auto") -> Result:
+    """Train, evaluate on the test split and (unless ``export=False``) export; prints nothing but Keras's
+    progress (``verbose``) -- :func:`report` prints the summary."""
     from tasks.export import export, saved_models_root
     from zoo.training import fit
 
-    strategy = distribution_strategy(getattr(args, "strategy", "none"))  # first: before any TensorFlow op
-    set_seed(args.seed)
+    strategy = distribution_strategy(options.strategy)  # first: before any TensorFlow op
+    set_seed(options.seed)
     start = time.perf_counter()
-    config = config_from_args(args, return_sequences=False)
-    data = load_data(args)
-    with strategy_scope(args):  # --strategy: variables mirrored over the replicas
-        model = compile(build_model(config, data), data, **training_kwargs(args))
-    epochs = 1 if args.quick else args.epochs
-    folder = resolve_run_dir(args, TASK, config.model)
-    history = fit(model, data.train, data.val, epochs=epochs, run_dir=folder, callbacks=_callbacks(args, epochs),
-                  verbose=verbose, **fit_kwargs(args))
+    config = options.model_config()
+    data = load_data(options)
+    with strategy_scope(options):  # variables mirrored over the replicas
+        model = compile(build_model(config, data), data, **options.training_kwargs())
+    folder = resolve_run_dir(options, TASK, config.model)
+    history = fit(model, data.train, data.val, epochs=options.epochs, run_dir=folder, callbacks=_callbacks(options),
+                  verbose=verbose, **options.fit_kwargs())
     probs, labels = predict(model, data.test)
     names = data.spec.class_names
     metrics = classification_metrics(labels, probs.argmax(-1), len(names))
@@ -363,51 +346,51 @@ def train_and_evaluate(args: argparse.Namespace, *, verbose: int | str = "auto")
     png = confusion_png(metrics["confusion_matrix"], names, title)
     (folder / "confusion_matrix.png").write_bytes(png)
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    result = {"config": config, "data": data, "model": model, "metrics": metrics, "run_dir": folder,
-              "export": None, "params": int(model.count_params()),
-              "replicas": 1 if strategy is None else int(strategy.num_replicas_in_sync)}
-    if not args.no_export:
+    exported = None
+    if options.export:
         card = {
             "data": data.provenance,
             "spec": data.spec.to_card(),
             "metrics": {k: v for k, v in metrics.items() if k != "train_seconds"},
-            "hyperparameters": {"epochs": epochs, "batch_size": args.batch_size, "seed": args.seed,
-                                "lr_schedule": args.lr_schedule, "noise": args.noise,
-                                **training_kwargs(args)},
+            "hyperparameters": {"epochs": options.epochs, "batch_size": options.batch_size, "seed": options.seed,
+                                "lr_schedule": options.lr_schedule, "noise": options.noise,
+                                **options.training_kwargs()},
             "serve": ("serve(values float32 (batch, time, channels) raw, lengths int32 (batch,) >= 1) -> "
                       "probabilities, class_index, class_name" if data.spec.kind == "series"
                       else "serve(text string (batch,)) -> probabilities, class_index, class_name"),
         }
-        result["export"] = export(model, task=TASK, config=config, root=saved_models_root(args.saved_models),
-                                  endpoints=endpoints(model, data.spec), card=card,
-                                  files={"labels.txt": "\n".join(names) + "\n", "confusion_matrix.png": png})
-    return result
+        exported = export(model, task=TASK, config=config, root=saved_models_root(options.saved_models),
+                          endpoints=endpoints(model, data.spec), card=card,
+                          files={"labels.txt": "\n".join(names) + "\n", "confusion_matrix.png": png})
+    baselines = {"majority_class_accuracy": metrics["majority_baseline_accuracy"]}
+    return Result(model=model, history=history, metrics=metrics, baselines=baselines, export=exported, run_dir=folder,
+                  options=options, details={"config": config, "data": data, "params": int(model.count_params()),
+                                            "replicas": 1 if strategy is None else int(strategy.num_replicas_in_sync)})
 
 
-def run(args: argparse.Namespace) -> int:
-    result = train_and_evaluate(args)
-    m, data, config = result["metrics"], result["data"], result["config"]
+def report(result: Result) -> None:
+    """The summary ``seqzoo train classify`` prints."""
+    m, data, config = result.metrics, result.details["data"], result.details["config"]
     p = data.provenance
     print(f"\n=== {p['dataset']}: {config.model} ({config.units} units x {config.num_layers} layer(s), "
-          f"{result['params']:,} parameters), {m['train_seconds']:.0f} s ===")
+          f"{result.details['params']:,} parameters), {m['train_seconds']:.0f} s ===")
     print(f"data: {D.describe(p)}")
-    if getattr(args, "strategy", "none") != "none":
-        print(f"strategy: {args.strategy}, {result['replicas']} replica(s) in sync")
+    if result.options.strategy != "none":
+        print(f"strategy: {result.options.strategy}, {result.details['replicas']} replica(s) in sync")
     print(f"test accuracy {m['accuracy']:.2%}   macro-F1 {m['macro_f1']:.2%}   "
           f"(majority-class baseline {m['majority_baseline_accuracy']:.2%}, {m['n_test']} test sequences)")
     if "val_accuracy" in m:
         print(f"validation accuracy (last epoch) {m['val_accuracy']:.2%}")
     print("confusion matrix (rows: true class, columns: predicted):")
     print(format_confusion(m["confusion_matrix"], data.spec.class_names))
-    print(f"confusion matrix PNG: {result['run_dir'] / 'confusion_matrix.png'}")
-    print(f"logs: {result['run_dir']} (history.csv, grad_norms.csv, metrics.json, tensorboard/)")
-    if result["export"] is not None:
-        print(f"export: {result['export']}  (serve signature 'serve'; card.json, labels.txt, confusion_matrix.png)")
-    return 0
+    print(f"confusion matrix PNG: {result.run_dir / 'confusion_matrix.png'}")
+    print(f"logs: {result.run_dir} (history.csv, grad_norms.csv, metrics.json, tensorboard/)")
+    if result.export is not None:
+        print(f"export: {result.export}  (serve signature 'serve'; card.json, labels.txt, confusion_matrix.png)")
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "seqzoo train classify") -> int:
-    return cli(run, build_parser(prog), argv)
+    return main_for(Options, run, report, argv, prog, description="\n\n".join(__doc__.split("\n\n")[:2]))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,315 @@
+"""The typed task API every task shares: ``Options`` -> ``run`` -> ``Result``.
+
+A task module exposes a frozen ``Options`` dataclass (every setting its command line
+has, validated on construction), ``run(options) -> Result`` and ``report(result)``
+(the summary the command prints). Python callers and the command line take the same
+path::
+
+    from tasks import sequence_classification as classify
+    result = classify.run(classify.Options(model="bidirectional", epochs=30))
+    result = classify.run(classify.Options.quick(units=8))   # the --quick preset; explicit values win
+
+Fields carry their help text, group and flag in ``dataclasses.field`` metadata
+(:func:`option`), so the command line is generated from them (:func:`build_parser`)
+and an error about a field shows as its flag there (``--seq-len``) and as its name here
+(``seq_len``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from zoo.config import CELLS, DTYPES, MERGE_MODES, MODEL_NAMES, ModelConfig
+from zoo.errors import ConfigError, SeqzooError
+
+RESUME_MODES = ("auto", "never")
+STRATEGIES = ("none", "mirrored", "multiworker")
+
+
+def option(default: Any, help: str, *, group: str = "training", flag: str | None = None,
+           choices: Sequence[Any] | None = None, metavar: str | None = None) -> Any:
+    """A dataclass field with what its command-line flag needs. A bool field whose default is
+    True gets a ``--no-...`` flag (``flag=`` names it) that sets it False."""
+    metadata = {"help": help, "group": group, "flag": flag, "choices": choices, "metavar": metavar}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def default(name: str, value: Any) -> Any:
+    """A :class:`TaskOptions` field with another default (for a task's subclass)."""
+    base = {f.name: f for f in dataclasses.fields(TaskOptions)}[name]
+    return dataclasses.field(default=value, metadata=base.metadata)
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def positive_int(name: str, value: Any, *, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(name, value, "a positive integer" + (" or None" if optional else ""))
+
+
+def non_negative_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(name, value, "an integer >= 0")
+
+
+def positive_float(name: str, value: Any, *, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigError(name, value, "a positive number" + (" or None" if optional else ""))
+
+
+def fraction(name: str, value: Any, *, closed: bool = False) -> None:
+    """``value`` in [0, 1) ([0, 1] with ``closed``)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (0 <= value <= 1 if closed else 0 <= value < 1)
+    if not ok:
+        raise ConfigError(name, value, f"a number in [0, 1{']' if closed else ')'}")
+
+
+def one_of(name: str, value: Any, choices: Sequence[Any]) -> None:
+    if value not in choices:
+        raise ConfigError(name, value, "one of " + ", ".join(map(str, choices)))
+
+
+# ----------------------------------------------------------------------------- options every task has
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """Model, training and output settings that every task shares (a task subclasses it,
+    adds its data settings and may change defaults)."""
+
+    # The --quick preset: tiny data and one epoch, a smoke run in seconds.
+    QUICK: ClassVar[dict[str, Any]] = {"small_data": True, "epochs": 1}
+
+    # model
+    model: str = option("lstm", f"zoo model, one of: {', '.join(MODEL_NAMES)}", group="model")
+    units: int = option(64, "hidden units per recurrent layer", group="model")
+    num_layers: int | None = option(None, "depth (None: 1, or 2 for stacked_lstm)", group="model")
+    dropout: float = option(0.0, "dropout after every recurrent layer", group="model")
+    recurrent_dropout: float = option(0.0, "Keras recurrent_dropout", group="model")
+    cell: str | None = option(None, "cell for bidirectional (lstm|gru) and unshared_rnn (simple|lstm)",
+                              group="model", choices=CELLS)
+    merge_mode: str = option("concat", "how bidirectional merges directions", group="model", choices=MERGE_MODES)
+    dtype: str = option("float32", "Keras dtype policy of the recurrent layers; mixed_bfloat16 computes in bf16 "
+                        "with float32 weights", group="model", choices=DTYPES)
+    # training
+    epochs: int = option(10, "training epochs")
+    batch_size: int = option(32, "examples per batch")
+    learning_rate: float = option(1e-3, "Adam learning rate")
+    clipnorm: float | None = option(None, "clip each gradient tensor to this norm (Keras clipnorm)")
+    global_clipnorm: float | None = option(None, "clip all gradients jointly to this global norm")
+    clipvalue: float | None = option(None, "clip each gradient element to [-v, v]")
+    bptt: str | None = option(None, "truncated BPTT: chunk length K in time steps (state carried across chunks "
+                              "without gradient, weights updated after every chunk), 'full' (ordinary BPTT, the "
+                              "default), or a curriculum of K:epochs stages such as 1:2,5:2,20:3,full")
+    monitor: bool = option(True, "log per-step gradient norms (grad_norms.csv/.png, TensorBoard step/*)",
+                           flag="--no-monitor")
+    seed: int = option(0, "random seed (data split, initialization, sampling)")
+    small_data: bool = option(False, "train and test on a small subset of the data (part of the quick preset)")
+    strategy: str = option("none", "data-parallel training: mirrored (this machine's devices) or multiworker "
+                           "(MultiWorkerMirroredStrategy; every worker runs the same command with its TF_CONFIG)",
+                           choices=STRATEGIES)
+    # output
+    runs: str = option("runs", "folder for logs and TensorBoard: <runs>/<task>/<model>/<run name>/", group="output")
+    run_name: str | None = option(None, "run folder name under <runs>/<task>/<model>/ (default: a timestamp); an "
+                                  "unfinished run of that name resumes", group="output")
+    resume: str = option("auto", "auto: continue the newest unfinished run of the same settings from its last "
+                         "checkpoint; never: always start a new run", group="output", choices=RESUME_MODES)
+    export: bool = option(True, "write a versioned export (SavedModel, model.keras, card.json)", group="output",
+                          flag="--no-export")
+    saved_models: str | None = option(None, "export root (default: $SEQZOO_SAVED_MODELS or ./saved_models)",
+                                      group="output")
+
+    def __post_init__(self) -> None:
+        one_of("model", self.model, MODEL_NAMES)
+        positive_int("units", self.units)
+        positive_int("num_layers", self.num_layers, optional=True)
+        fraction("dropout", self.dropout)
+        fraction("recurrent_dropout", self.recurrent_dropout)
+        if self.cell is not None:
+            one_of("cell", self.cell, CELLS)
+        one_of("merge_mode", self.merge_mode, MERGE_MODES)
+        one_of("dtype", self.dtype, DTYPES)
+        positive_int("epochs", self.epochs)
+        positive_int("batch_size", self.batch_size)
+        positive_float("learning_rate", self.learning_rate)
+        for name in ("clipnorm", "global_clipnorm", "clipvalue"):
+            positive_float(name, getattr(self, name), optional=True)
+        if self.clipnorm is not None and self.global_clipnorm is not None:
+            raise ConfigError("global_clipnorm", self.global_clipnorm, "None when clipnorm is set",
+                              "Clip per variable (clipnorm) or jointly (global_clipnorm), not both")
+        if self.bptt is not None:
+            from zoo.bptt import parse_bptt
+
+            try:
+                parse_bptt(self.bptt)
+            except ValueError as exc:
+                raise ConfigError("bptt", self.bptt, "a positive integer K, 'full', or stages like '1:2,5:2,full'",
+                                  str(exc)) from None
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ConfigError("seed", self.seed, "an integer")
+        one_of("strategy", self.strategy, STRATEGIES)
+        one_of("resume", self.resume, RESUME_MODES)
+        try:
+            self.model_config()
+        except ValueError as exc:
+            raise ConfigError("model", self.model, "a model these settings fit", str(exc)) from None
+
+    # Whether the model predicts at every step (language models) or once per sequence.
+    RETURN_SEQUENCES: ClassVar[bool] = False
+
+    @classmethod
+    def quick(cls, **overrides: Any):
+        """The ``--quick`` preset (``QUICK``) with ``overrides`` on top: what the caller sets wins."""
+        return cls(**{**cls.QUICK, **overrides})
+
+    def replace(self, **changes: Any):
+        return dataclasses.replace(self, **changes)
+
+    def model_config(self, **changes: Any) -> ModelConfig:
+        """The body these options describe (``changes`` override single fields)."""
+        num_layers = self.num_layers if self.num_layers is not None else (2 if self.model == "stacked_lstm" else 1)
+        fields = {
+            "model": self.model, "units": self.units, "num_layers": num_layers, "dropout": self.dropout,
+            "recurrent_dropout": self.recurrent_dropout, "cell": self.cell, "merge_mode": self.merge_mode,
+            "return_sequences": self.RETURN_SEQUENCES, "dtype": self.dtype,
+        }
+        return ModelConfig(**{**fields, **changes})
+
+    def training_kwargs(self) -> dict[str, Any]:
+        """The ``zoo.training.compile_model`` keywords these options set."""
+        return {"learning_rate": self.learning_rate, "clipnorm": self.clipnorm,
+                "global_clipnorm": self.global_clipnorm, "clipvalue": self.clipvalue}
+
+    def fit_kwargs(self) -> dict[str, Any]:
+        """The ``zoo.training.fit`` keywords these options set."""
+        return {"bptt": self.bptt, "monitor": self.monitor, "resume": self.resume != "never"}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Result:
+    """What ``run(options)`` returns.
+
+    Attributes:
+        model: the trained ``keras.Model``.
+        history: Keras's ``History`` of the fit (``history.history`` per epoch, ``history.steps`` per step).
+        metrics: test metrics (and the last validation ones), plain numbers.
+        baselines: the same metrics for the task's reference predictors on the same data.
+        export: the export folder, or None with ``export=False``.
+        run_dir: the run folder (history.csv, grad_norms.csv, TensorBoard, checkpoint, plots).
+        options: the options that produced it.
+        details: what else the task reports (its data, model config, samples, ...).
+    """
+
+    model: Any
+    history: Any
+    metrics: dict[str, Any]
+    baselines: dict[str, Any]
+    export: Path | None
+    run_dir: Path
+    options: TaskOptions
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- the command line
+
+
+class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows defaults in --help and keeps the description's line breaks."""
+
+
+def flag_of(field: dataclasses.Field) -> str:
+    return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+
+
+def _value_type(hint: Any) -> Any:
+    """int for ``int`` and ``int | None`` alike."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
+
+
+def build_parser(options_cls: type[TaskOptions], prog: str, description: str = "") -> argparse.ArgumentParser:
+    """An argparse parser with one flag per field of ``options_cls``, grouped as the fields say.
+
+    Flags the user does not give are absent from the parsed namespace (``SUPPRESS``), so
+    :func:`options_from_args` knows which values were given and lets them win over ``--quick``.
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    hints = typing.get_type_hints(options_cls)
+    groups: dict[str, Any] = {}
+    for f in dataclasses.fields(options_cls):
+        meta = f.metadata
+        if "help" not in meta:
+            continue
+        group = groups.setdefault(meta["group"], parser.add_argument_group(meta["group"]))
+        kind = _value_type(hints[f.name])
+        default = f.default
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS}
+        if kind is bool:
+            kwargs["action"] = "store_false" if default else "store_true"
+            kwargs["help"] = meta["help"] if not default else f"do not {meta['help']}"
+        else:
+            kwargs.update(type=kind, help=f"{meta['help']} (default: {default})")
+            if meta["choices"]:
+                kwargs["choices"] = meta["choices"]
+            if meta["metavar"]:
+                kwargs["metavar"] = meta["metavar"]
+        group.add_argument(flag_of(f), **kwargs)
+    groups["training"].add_argument("--quick", action="store_true", default=argparse.SUPPRESS,
+                                    help="the quick preset: small data and 1 epoch, a smoke run in seconds (flags "
+                                         "given explicitly win over it)")
+    return parser
+
+
+def options_from_args(options_cls: type[TaskOptions], args: argparse.Namespace) -> TaskOptions:
+    given = vars(args).copy()
+    return options_cls.quick(**given) if given.pop("quick", False) else options_cls(**given)
+
+
+def _describe_error(exc: SeqzooError, options_cls: type[TaskOptions]) -> str:
+    """The error in the command line's words: a field shows as its flag."""
+    if isinstance(exc, ConfigError):
+        flags = {f.name: flag_of(f) for f in dataclasses.fields(options_cls)}
+        if exc.field in flags:
+            return exc.describe(flags[exc.field])
+    return str(exc)
+
+
+def main_for(options_cls: type[TaskOptions], run: Callable[[TaskOptions], Result], report: Callable[[Result], None],
+             argv: Sequence[str] | None, prog: str, description: str = "") -> int:
+    """A task's command: parse the flags into ``options_cls``, ``run``, ``report``. seqzoo's
+    errors and missing or unreadable files become one line on stderr and exit status 2."""
+    parser = build_parser(options_cls, prog, description)
+    args = parser.parse_args(argv)
+    return guarded(prog, lambda: report(run(options_from_args(options_cls, args))), options_cls)
+
+
+def guarded(prog: str, work: Callable[[], Any], options_cls: type[TaskOptions] | None = None) -> int:
+    """Run ``work``; expected failures become one line and a non-zero exit, never a traceback."""
+    try:
+        work()
+        return 0
+    except SeqzooError as exc:
+        message = _describe_error(exc, options_cls) if options_cls is not None else str(exc)
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as exc:  # Keras's own argument errors, missing or unreadable files
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\n{prog}: interrupted", file=sys.stderr)
+        return 130
