@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     cfg = zoo.ModelConfig("lstm", units=args.units, return_sequences=True)
     inputs = keras.Input((None,), dtype="int32")
     h = zoo.apply(cfg, keras.layers.Embedding(len(vocab), 32)(inputs))
-    model = keras.Model(inputs, keras.layers.Dense(len(vocab))(h))
+    model = zoo.SeqModel(inputs, keras.layers.Dense(len(vocab))(h))
     training.compile_model(model, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), global_clipnorm=1.0)
 
     rates: dict[str, list[float]] = {"on": [], "off": []}

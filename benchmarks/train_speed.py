@@ -104,10 +104,12 @@ def _char_model(body, shape: Shape):
     """Embedding -> ``body`` (the recurrent layers) -> float32 logits."""
     import keras
 
+    import zoo
+
     inputs = keras.Input((shape.seq_len,), dtype="int32")
     x = keras.layers.Embedding(shape.vocab, shape.embed)(inputs)
     logits = keras.layers.Dense(shape.vocab, dtype="float32")(body(x))
-    return keras.Model(inputs, logits)
+    return zoo.SeqModel(inputs, logits)
 
 
 def _dtype(precision: str) -> str:

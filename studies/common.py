@@ -148,7 +148,7 @@ def train_model(config, x, y, *, head: str, epochs: int, batch_size: int = 64, l
         outputs, loss, metrics = keras.layers.Dense(1)(h), "mse", []
     else:
         raise ValueError(f"Unknown head {head!r}; expected binary, classes:K or regression")
-    model = keras.Model(inputs, outputs)
+    model = zoo.SeqModel(inputs, outputs)
     training.compile_model(model, loss=loss, metrics=metrics, learning_rate=learning_rate, **training_kwargs)
     history = training.fit(model, dataset(x, y, batch_size, seed), validation,
                            epochs=epochs, verbose=verbose)

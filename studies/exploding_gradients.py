@@ -100,7 +100,7 @@ def _train_one(s, model_name, clip, seed, data, run_dir):
     keras.utils.set_random_seed(seed)
     inputs = keras.Input(x.shape[1:])
     outputs = keras.layers.Dense(1)(zoo.apply(zoo.ModelConfig(model_name, units=s["units"]), inputs))
-    model = keras.Model(inputs, outputs)
+    model = zoo.SeqModel(inputs, outputs)
     clip_kw = {} if clip == "none" else {clip: s["clip"]}
     training.compile_model(model, loss="mse", learning_rate=s["learning_rate"], optimizer=s["optimizer"], **clip_kw)
     radii: list = []

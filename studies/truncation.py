@@ -118,7 +118,7 @@ def _movement_model(config, data):
 
     inputs = keras.Input((None, len(data.spec["features"])), name="features")
     p_up = keras.layers.Dense(1, activation="sigmoid", name="p_up")(zoo.apply(config, inputs))
-    return keras.Model(inputs, p_up, name=f"movement_{config.model}")
+    return zoo.SeqModel(inputs, p_up, name=f"movement_{config.model}")
 
 
 def _movement(s, seed, out):

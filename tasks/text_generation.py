@@ -304,7 +304,7 @@ def build_model(config, data: TaskData):
     x = keras.layers.Embedding(spec["vocab_size"], spec["embedding_dim"], name="embedding")(ids)  # (b, T, E)
     h = zoo.apply(config, x)  # (b, T, units)
     logits = keras.layers.Dense(spec["vocab_size"], name="logits")(h)
-    return keras.Model(ids, logits, name=f"textgen_{config.model}")
+    return zoo.SeqModel(ids, logits, name=f"textgen_{config.model}")
 
 
 def build_step_model(config, vocab_size: int, embedding_dim: int):

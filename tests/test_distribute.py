@@ -41,7 +41,7 @@ def _worker(out: str) -> None:
     data = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)  # global batch 16, sharded over the workers
     with strategy_scope(args):
         inputs = keras.Input((6, 3))
-        model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(
+        model = zoo.SeqModel(inputs, keras.layers.Dense(1, activation="sigmoid")(
             zoo.apply(ModelConfig("gru", units=8), inputs)))
         compile_model(model, loss="binary_crossentropy", learning_rate=0.01)
     history = fit(model, data, epochs=2, verbose=0, checkpoint=False, resume=False)  # gradient norms monitored

@@ -22,7 +22,7 @@ def _model(name):
     config = ModelConfig(name, units=4, num_layers=2 if name == "stacked_lstm" else 1)
     inputs = keras.Input((T, F), name="series")
     probs = keras.layers.Dense(3, activation="softmax")(zoo.apply(config, inputs))
-    return config, keras.Model(inputs, probs)
+    return config, zoo.SeqModel(inputs, probs)
 
 
 SERVE_ELSEWHERE = textwrap.dedent(

@@ -19,7 +19,7 @@ def _char_lm(model: str, dtype: str) -> keras.Model:
     inputs = keras.Input((None,), dtype="int32")
     x = keras.layers.Embedding(VOCAB, 8)(inputs)
     config = zoo.ModelConfig(model, units=32, return_sequences=True, dtype=dtype)
-    return keras.Model(inputs, keras.layers.Dense(VOCAB)(zoo.apply(config, x)))
+    return zoo.SeqModel(inputs, keras.layers.Dense(VOCAB)(zoo.apply(config, x)))
 
 
 def _data() -> tf.data.Dataset:

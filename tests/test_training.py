@@ -18,7 +18,7 @@ import tensorflow as tf
 import zoo
 from tasks import common
 from zoo import bptt as B
-from zoo import training
+from zoo import optimizers, training
 from zoo.monitor import TrainingDiverged
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,7 +28,7 @@ def seq_model(model="lstm", units=5, features=3, outputs=2, timesteps=None, retu
     cfg = zoo.ModelConfig(model, units=units, return_sequences=return_sequences)
     inputs = keras.Input((timesteps, features))
     out = keras.layers.Dense(outputs, name="head")(zoo.apply(cfg, inputs))
-    return keras.Model(inputs, out)
+    return zoo.SeqModel(inputs, out)
 
 
 # ------------------------------------------------------------------ schedule
@@ -75,13 +75,13 @@ def _unrolled(model, x, y, *, detach_every_step: bool):
 def _chunk_grads(model, x, y, k, *, per_step=True):
     """The gradients the BPTT mechanism hands to the optimizer, chunk by chunk."""
     carrier = B.StateCarrier(model)
-    carrier.install()
+    carrier.attach()
     recorded = []
     try:
         carrier.begin_batch(x.shape[0], carry=False)
         B.run_chunks(model, x, y, None, k, lambda g: recorded.append(g) or {}, per_step=per_step)
     finally:
-        carrier.uninstall()
+        carrier.detach()
     return recorded
 
 
@@ -141,7 +141,7 @@ def _char_model(vocab=7, units=6, model="lstm"):
     cfg = zoo.ModelConfig(model, units=units, return_sequences=True)
     inputs = keras.Input((None,), dtype="int32")
     x = keras.layers.Embedding(vocab, 4, name="embedding")(inputs)
-    m = keras.Model(inputs, keras.layers.Dense(vocab, name="head")(zoo.apply(cfg, x)))
+    m = zoo.SeqModel(inputs, keras.layers.Dense(vocab, name="head")(zoo.apply(cfg, x)))
     return training.compile_model(m, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
 
 
@@ -153,7 +153,7 @@ def test_fit_bptt_schedule_updates_after_every_chunk_and_restores_model(tmp_path
     assert int(model.optimizer.iterations) == 4 * 3 + 4 * 3 + 4 * 1
     assert len(hist.history["loss"]) == 3 and np.isfinite(hist.history["val_loss"]).all()
     lstm = B.recurrent_layers(model)[0]
-    assert not lstm.stateful and lstm.states is None and "train_step" not in model.__dict__
+    assert lstm.state_slot is None and model.training_plan is None  # Keras's own steps again
     assert json.loads((tmp_path / "run.json").read_text())["status"] == "finished"
     # Streaming: the state carries across batches; still one update per chunk.
     model2 = _char_model()
@@ -183,10 +183,10 @@ def test_streaming_carries_state_across_batches(k):
 def test_bptt_refuses_models_that_cannot_carry_state():
     for cfg in (zoo.ModelConfig("bidirectional", units=4), zoo.ModelConfig("unshared_rnn", units=4)):
         inputs = keras.Input((6, 3))
-        m = keras.Model(inputs, keras.layers.Dense(1)(zoo.apply(cfg, inputs)))
+        m = zoo.SeqModel(inputs, keras.layers.Dense(1)(zoo.apply(cfg, inputs)))
         training.compile_model(m, loss="mse")
         data = tf.data.Dataset.from_tensor_slices((np.zeros((4, 6, 3)), np.zeros((4, 1)))).batch(2)
-        with pytest.raises(ValueError, match="--bptt full"):
+        with pytest.raises(ValueError, match="bptt must be 'full'"):
             training.fit(m, data, bptt=2, verbose=0)
         training.fit(m, data, verbose=0)  # full BPTT with monitoring works
 
@@ -242,7 +242,7 @@ def test_monitor_logs_norms_before_and_after_keras_clipping(tmp_path, clip):
     assert "_grad_norms" not in hist.history
 
 
-@pytest.mark.parametrize("name", sorted(training.OPTIMIZERS))
+@pytest.mark.parametrize("name", sorted(optimizers.OPTIMIZERS))
 @pytest.mark.parametrize("clip", [{}, {"clipnorm": 0.5}, {"global_clipnorm": 0.5}], ids=lambda c: next(iter(c), "none"))
 def test_optimizers_apply_an_embedding_gradient_as_its_dense_sum(name, clip):
     """An Embedding's gradient has one row per token, repeated tokens included. Keras 3's
@@ -251,7 +251,7 @@ def test_optimizers_apply_an_embedding_gradient_as_its_dense_sum(name, clip):
     rng = np.random.default_rng(0)
     table = rng.normal(size=(6, 3)).astype("float32")
     ours, reference = keras.Variable(table), keras.Variable(table)
-    opt = training.make_optimizer(0.1, optimizer=name, **clip)
+    opt = optimizers.make_optimizer(0.1, optimizer=name, **clip)
     stock = getattr(keras.optimizers, type(opt).__name__).from_config(opt.get_config())  # the plain Keras class
     for _ in range(3):
         rows = tf.constant([0, 0, 0, 2, 5, 0], tf.int32)  # token 0 four times; 1, 3, 4 absent
@@ -294,7 +294,7 @@ SCRIPT = textwrap.dedent(
     cfg = zoo.ModelConfig("gru", units=8, dropout=0.2, return_sequences=True)
     inputs = keras.Input((None,), dtype="int32")
     h = zoo.apply(cfg, keras.layers.Embedding(9, 4)(inputs))
-    model = keras.Model(inputs, keras.layers.Dense(9)(h))
+    model = zoo.SeqModel(inputs, keras.layers.Dense(9)(h))
     training.compile_model(model, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
 
     class Kill(keras.callbacks.Callback):  # SIGKILL in the middle of epoch 3

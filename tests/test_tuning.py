@@ -73,7 +73,7 @@ def build_model(config, data):
 
     x = keras.Input((T, F), name="x")  # (batch, time, features)
     h = zoo.apply(config, x)  # (batch, units')
-    return keras.Model(x, keras.layers.Dense(2, activation="softmax")(h))
+    return zoo.SeqModel(x, keras.layers.Dense(2, activation="softmax")(h))
 
 
 def compile(model, data, **kwargs):  # noqa: A001 (the task API's name)

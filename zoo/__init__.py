@@ -8,6 +8,7 @@ Names that need Keras are loaded on first use, so ``zoo.config`` (and the
 """
 
 import importlib
+import importlib.metadata
 import os
 
 from zoo.config import MODEL_NAMES, ModelConfig
@@ -15,7 +16,10 @@ from zoo.config import MODEL_NAMES, ModelConfig
 # TensorFlow's C++ start-up chatter hides the output people came for.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-__version__ = "0.1.0"
+try:
+    __version__ = importlib.metadata.version("seqzoo")
+except importlib.metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 _LAZY = {
     "UnsharedRNN": "zoo.layers",
@@ -25,6 +29,7 @@ _LAZY = {
     "count_params": "zoo.models",
     "describe": "zoo.models",
     "state_shapes": "zoo.models",
+    "SeqModel": "zoo.train_step",
 }
 
 

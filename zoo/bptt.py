@@ -5,11 +5,11 @@ recurrent state flows from one chunk into the next as a *value* (no gradient
 through it) and the optimizer updates the weights after every chunk. ``K=None``
 ("full") is ordinary BPTT: one chunk, one update per batch.
 
-How the state is carried without changing any model: every Keras RNN layer of
-the functional model is switched to Keras's own ``stateful`` mode for the
-duration of ``fit`` with a state variable of dynamic batch size. The layer
-reads its initial state from the variable and writes its final state back, so
-a variable read is where the gradient stops (this is ``stop_gradient``).
+How the state is carried without changing any model: every recurrent layer of
+the zoo (:class:`zoo.layers.CarriedState`) takes a :class:`zoo.layers.StateSlot`
+for the duration of ``fit``, a variable of dynamic batch size per state tensor.
+The layer reads its initial state from the slot and writes its final state back,
+so a variable read is where the gradient stops (this is ``stop_gradient``).
 
 * ``stream=False`` (default): every batch starts from a zero state; the state
   carries only across the chunks of one batch.
@@ -41,8 +41,8 @@ import keras
 import tensorflow as tf
 from keras import tree
 
-from zoo.layers import UnsharedRNN
-from zoo.training import dense_gradients
+from zoo.errors import ConfigError
+from zoo.layers import CarriedState, StateSlot, UnsharedRNN
 
 Bptt = int | None  # chunk length; None = full BPTT
 
@@ -84,7 +84,7 @@ def _parse_k(text: str, where: str) -> Bptt:
     except ValueError:
         k = 0
     if k <= 0:
-        raise ValueError(f"Received bptt {text!r} in {where!r}, expected a positive integer number of steps or 'full'")
+        raise ConfigError("bptt", where, "a positive integer number of steps or 'full'", f"Received stage K {text!r}")
     return k
 
 
@@ -100,7 +100,7 @@ def parse_bptt(value) -> BpttSchedule:
     if value is None:
         return BpttSchedule(((None, None),))
     if isinstance(value, bool):
-        raise ValueError(f"Received bptt={value!r}, expected a positive integer, 'full' or a schedule like '1:2,5:2,full'")
+        raise ConfigError("bptt", value, "a positive integer, 'full' or a schedule like '1:2,5:2,full'")
     if isinstance(value, int):
         return BpttSchedule(((_parse_k(str(value), str(value)), None),))
     if isinstance(value, (list, tuple)):
@@ -110,7 +110,7 @@ def parse_bptt(value) -> BpttSchedule:
         stages = []
         parts = [p for p in text.split(",") if p.strip()]
         if not parts:
-            raise ValueError("Received an empty bptt schedule; expected e.g. '20' or '1:2,5:2,20:3,full'")
+            raise ConfigError("bptt", value, "a chunk length such as '20' or a schedule such as '1:2,5:2,20:3,full'")
         for i, part in enumerate(parts):
             k_text, sep, n_text = part.partition(":")
             n = None
@@ -120,9 +120,11 @@ def parse_bptt(value) -> BpttSchedule:
                 except ValueError:
                     n = 0
                 if n <= 0:
-                    raise ValueError(f"Received stage {part!r} in bptt schedule {text!r}: epochs must be a positive integer (K:epochs)")
+                    raise ConfigError("bptt", text, "K:epochs stages with a positive number of epochs",
+                                      f"Stage {part!r} has none")
             elif i != len(parts) - 1:
-                raise ValueError(f"Received stage {part!r} in bptt schedule {text!r}: every stage but the last needs K:epochs")
+                raise ConfigError("bptt", text, "K:epochs stages (only the last may omit :epochs)",
+                                  f"Stage {part!r} has no epochs")
             stages.append((_parse_k(k_text, text), n))
         stages = tuple(stages)
     return BpttSchedule(stages)
@@ -141,57 +143,52 @@ def recurrent_layers(model: keras.Model) -> list[keras.layers.RNN]:
 
 
 class StateCarrier:
-    """Switches a model's RNN layers to carried (stateful) state and back."""
+    """Carries the state of a model's recurrent layers from one call into the next while attached."""
 
     def __init__(self, model: keras.Model):
         for layer in _walk(model):
             if isinstance(layer, keras.layers.Bidirectional):
-                raise ValueError(
+                raise ConfigError(
+                    "bptt", "a truncation or stream mode", "'full' without streaming for a bidirectional model",
                     f"Layer {layer.name!r} is bidirectional: its backward direction reads the future, so its "
-                    "state cannot be carried into the next chunk. Use --bptt full without streaming, or a "
-                    "unidirectional model (lstm, stacked_lstm, gru, simple_rnn)."
+                    "state cannot be carried into the next chunk. Use a unidirectional model (lstm, stacked_lstm, "
+                    "gru, simple_rnn) to truncate or stream",
                 )
             if isinstance(layer, UnsharedRNN):
-                raise ValueError(
+                raise ConfigError(
+                    "bptt", "a truncation or stream mode", "'full' for unshared_rnn",
                     f"Layer {layer.name!r} (unshared_rnn) has weights tied to absolute time steps and carries no "
-                    "state, so it cannot be trained in chunks or streams. Use --bptt full."
+                    "state, so it cannot be trained in chunks or streams",
                 )
         self.layers = recurrent_layers(model)
         if not self.layers:
-            raise ValueError("Truncated BPTT / streaming needs recurrent layers, but the model has none")
-        self.variables: list[list[tf.Variable]] = []
-        for layer in self.layers:
-            sizes = tree.flatten(layer.cell.state_size)
-            self.variables.append(
-                [
-                    tf.Variable(tf.zeros((0, d), layer.compute_dtype), shape=tf.TensorShape([None, d]), trainable=False,
-                                name=f"{layer.name}_carry")
-                    for d in sizes
-                ]
+            raise ConfigError("bptt", "a truncation or stream mode", "'full' for a model without recurrent layers")
+        foreign = [la.name for la in self.layers if not isinstance(la, CarriedState)]
+        if foreign:
+            raise ConfigError(
+                "bptt", "a truncation or stream mode", "used with the zoo's recurrent layers",
+                f"Layers {foreign} are not zoo layers (zoo.layers.FusedLSTM, FusedGRU, CarriedSimpleRNN), which "
+                "carry state across chunks; build the body with zoo.apply",
             )
-        self._saved: list[tuple[bool, object]] = []
+        self.slots: list[StateSlot] = [layer.new_state_slot() for layer in self.layers]
 
-    def install(self) -> None:
-        self._saved = [(la.stateful, la.states) for la in self.layers]
-        for layer, vs in zip(self.layers, self.variables, strict=True):
-            layer.stateful = True
-            object.__setattr__(layer, "states", list(vs))
+    def attach(self) -> None:
+        for layer, slot in zip(self.layers, self.slots, strict=True):
+            layer.attach_state(slot)
 
-    def uninstall(self) -> None:
-        for layer, (stateful, states) in zip(self.layers, self._saved, strict=True):
-            layer.stateful = stateful
-            object.__setattr__(layer, "states", states)
+    def detach(self) -> None:
+        for layer in self.layers:
+            layer.attach_state(None)
 
     def forget(self) -> None:
         """Drop the carried state (eagerly); the next batch starts from zeros."""
-        for vs in self.variables:
-            for v in vs:
-                v.assign(tf.zeros((0, v.shape[-1]), v.dtype))
+        for slot in self.slots:
+            slot.forget()
 
     def begin_batch(self, batch_size, carry: bool) -> None:
         """Zero the state, or keep it when ``carry`` and the batch size matches."""
-        for layer, vs in zip(self.layers, self.variables, strict=True):
-            for v, zero in zip(vs, layer.get_initial_state(batch_size), strict=True):
+        for layer, slot in zip(self.layers, self.slots, strict=True):
+            for v, zero in zip(slot.variables, layer.get_initial_state(batch_size), strict=True):
                 zero = tf.cast(zero, v.dtype)
                 if carry:
                     keep = tf.equal(tf.shape(v)[0], batch_size)
@@ -214,14 +211,20 @@ def per_step_targets(model: keras.Model) -> bool:
 UpdateFn = Callable[[list], dict]  # gradients -> stats (scalars/vectors to average over chunks)
 
 
+def batch_size(x):
+    """The batch size of the (possibly nested) inputs ``x``, as a tensor."""
+    return tf.shape(next(i for i in tree.flatten(x) if i is not None))[0]
+
+
 def chunk_loss_and_grads(model: keras.Model, x, y, sample_weight):
-    """Forward one chunk under a tape; track the loss; return (y_pred, gradients)."""
+    """Forward one chunk under a tape; track the loss (in the compiled model's ``loss`` metric, as
+    Keras's own step does); return (y_pred, gradients)."""
     with tf.GradientTape() as tape:
         y_pred = model(x, training=True)
         loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
-        tracker = getattr(model, "_loss_tracker", None)
-        if tracker is not None:
-            tracker.update_state(loss, sample_weight=tf.shape(next(i for i in tree.flatten(x) if i is not None))[0])
+        for metric in model.metrics:
+            if metric.name == "loss":
+                metric.update_state(loss, sample_weight=batch_size(x))
         if model.optimizer is not None:
             loss = model.optimizer.scale_loss(loss)
     return y_pred, tape.gradient(loss, model.trainable_weights)
@@ -268,79 +271,11 @@ def run_chunks(model: keras.Model, x, y, sample_weight, k: Bptt, update: UpdateF
     return tree.map_structure(lambda t: t / tf.cast(n, t.dtype), total)
 
 
-def make_train_step(
-    model: keras.Model,
-    k: Bptt,
-    *,
-    carrier: StateCarrier | None,
-    stream: bool,
-    stats_fn: Callable[[list], dict] | None,
-) -> Callable:
-    """A ``train_step`` for ``model``: chunks of ``k``, optional gradient statistics.
-
-    ``stats_fn(grads)`` (computed inside the compiled step) returns extra logs;
-    gradients are applied with the model's optimizer, which clips them.
-    """
-    per_step = per_step_targets(model)
-
-    def update(grads):
-        grads = dense_gradients(grads)  # once, for the statistics and the optimizer
-        stats = stats_fn(grads) if stats_fn is not None else {}
-        model.optimizer.apply_gradients(zip(grads, model.trainable_weights, strict=True))
-        return stats
-
-    def train_step(data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        if carrier is not None:
-            carrier.begin_batch(tf.shape(tree.flatten(x)[0])[0], carry=stream)
-        stats = run_chunks(model, x, y, sample_weight, k, update, per_step=per_step)
-        logs = dict(model.get_metrics_result())
-        logs.update(stats)
-        return logs
-
-    return train_step
-
-
-def make_test_step(model: keras.Model, carrier: StateCarrier, stream: bool) -> Callable:
-    """Keras's test step with the carried state zeroed per batch (or kept when streaming)."""
-    default = type(model).test_step
-
-    def test_step(data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        carrier.begin_batch(tf.shape(tree.flatten(x)[0])[0], carry=stream)
-        return default(model, data)
-
-    return test_step
-
-
-class BpttCallback(keras.callbacks.Callback):
-    """Installs the train step for each epoch's chunk length (retracing when it changes)."""
-
-    def __init__(self, schedule: BpttSchedule, build_step: Callable[[Bptt], Callable], carrier: StateCarrier | None, stream: bool):
-        super().__init__()
-        self.schedule, self.build_step, self.carrier, self.stream = schedule, build_step, carrier, stream
-        self.current: object = "unset"
-
-    def on_epoch_begin(self, epoch, logs=None):
-        k = self.schedule.k_for(epoch)
-        if self.carrier is not None:
-            self.carrier.forget()
-        if k != self.current:
-            self.current = k
-            object.__setattr__(self.model, "train_step", self.build_step(k))
-            self.model.make_train_function(force=True)
-
-    def on_test_begin(self, logs=None):
-        if self.carrier is not None and self.stream:
-            self.carrier.forget()
-
-
 __all__: Sequence[str] = [
-    "BpttCallback",
     "BpttSchedule",
     "StateCarrier",
-    "make_test_step",
-    "make_train_step",
+    "batch_size",
+    "chunk_loss_and_grads",
     "parse_bptt",
     "per_step_targets",
     "recurrent_layers",

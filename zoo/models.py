@@ -20,6 +20,7 @@ import keras
 
 from zoo.config import ModelConfig, check_model_name, depth_range
 from zoo.layers import CarriedSimpleRNN, FusedGRU, FusedLSTM, UnsharedRNN
+from zoo.train_step import SeqModel
 
 # Keras's LSTM and GRU with a faster CPU training loop (same weights and results).
 _RNN_CLASSES = {"lstm": FusedLSTM, "gru": FusedGRU, "simple": CarriedSimpleRNN}
@@ -165,7 +166,7 @@ def build(config: ModelConfig, timesteps: int | None, features: int, *, mask_val
         raise ValueError(f"Received an invalid value for argument features, expected a positive integer, got {features!r}")
     inputs = keras.Input((timesteps, features), name="inputs")
     x = inputs if mask_value is None else keras.layers.Masking(mask_value, name="masking")(inputs)
-    return keras.Model(inputs, apply(config, x), name=name or config.model)
+    return SeqModel(inputs, apply(config, x), name=name or config.model)
 
 
 def state_shapes(config: ModelConfig) -> list[int]:

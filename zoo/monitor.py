@@ -27,7 +27,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 
-from zoo.training import dense_gradients
+from zoo.errors import SeqzooError
+from zoo.optimizers import dense_gradients
 
 GATES = {keras.layers.LSTM: "ifco", keras.layers.GRU: "zrh"}
 VECTOR_KEY = "_grad_norms"  # the per-layer/gate norms travel as one vector, popped before the progress bar
@@ -74,7 +75,7 @@ def _scalar(value) -> tensor_pb2.TensorProto:
     return tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_shape=tensor_shape_pb2.TensorShapeProto(), float_val=[value])
 
 
-class TrainingDiverged(ValueError):
+class TrainingDiverged(SeqzooError):
     """The loss became NaN or Inf; ``str(err)`` names the step and what to do."""
 
 

@@ -1,7 +1,15 @@
-"""The one compile + fit path that the CLI, the tuner, the studies and the tests use."""
+"""The one compile + fit path that the CLI, the tuner, the studies and the tests use.
+
+The mechanics live one module each, imported in this order (none imports a later one):
+:mod:`zoo.optimizers` (dense gradients, clipping), :mod:`zoo.bptt` (schedules, carried
+state, the chunk loop), :mod:`zoo.train_step` (the ``keras.Model`` subclass whose
+``train_step`` runs them), :mod:`zoo.monitor` (gradient norms, NaN stop),
+:mod:`zoo.checkpoint` (epoch checkpoints, resume), and this module on top.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -9,70 +17,12 @@ from typing import Any
 
 import keras
 
-
-def dense_gradients(grads: list) -> list:
-    """``grads`` with every ``tf.IndexedSlices`` (an Embedding's gradient: one row per looked-up
-    token) summed into its dense tensor.
-
-    Keras 3's TensorFlow optimizers treat each row of a sparse gradient as if its index were
-    unique: with a token repeated in the batch, Adam's and RMSprop's second moment grows by the
-    sum of the rows' squares instead of the square of their sum, and ``clipnorm`` measures the
-    unsummed rows. Summed first, the update is exactly the dense one (as in PyTorch, whose
-    Embedding gradient is dense). Keras's Adam updates its dense moments over the whole table
-    every step anyway; for a small vocabulary the dense gradient is also faster.
-    """
-    import tensorflow as tf
-
-    return [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
-
-
-class _DenseGradients:
-    """An optimizer that applies :func:`dense_gradients` of what it is given."""
-
-    def apply(self, grads, trainable_variables=None):
-        return super().apply(dense_gradients(list(grads)), trainable_variables)
-
-
-@keras.saving.register_keras_serializable(package="seqzoo")
-class Adam(_DenseGradients, keras.optimizers.Adam):
-    """``keras.optimizers.Adam`` on dense gradients."""
-
-
-@keras.saving.register_keras_serializable(package="seqzoo")
-class SGD(_DenseGradients, keras.optimizers.SGD):
-    """``keras.optimizers.SGD`` on dense gradients."""
-
-
-@keras.saving.register_keras_serializable(package="seqzoo")
-class RMSprop(_DenseGradients, keras.optimizers.RMSprop):
-    """``keras.optimizers.RMSprop`` on dense gradients."""
-
-
-OPTIMIZERS = {"adam": Adam, "sgd": SGD, "rmsprop": RMSprop}
-
-
-def make_optimizer(
-    learning_rate: float = 1e-3,
-    *,
-    clipnorm: float | None = None,
-    global_clipnorm: float | None = None,
-    clipvalue: float | None = None,
-    optimizer: str = "adam",
-) -> keras.optimizers.Optimizer:
-    """A Keras optimizer with its clipping options (per-variable norm, global norm, value) that
-    sums sparse gradients' repeated rows first (:func:`dense_gradients`)."""
-    if learning_rate is None or learning_rate <= 0:
-        raise ValueError(f"Received learning_rate={learning_rate!r}, expected a positive float")
-    if clipnorm is not None and global_clipnorm is not None:
-        raise ValueError("Pass clipnorm (per variable) or global_clipnorm, not both")
-    for name, value in (("clipnorm", clipnorm), ("global_clipnorm", global_clipnorm), ("clipvalue", clipvalue)):
-        if value is not None and value <= 0:
-            raise ValueError(f"Received {name}={value!r}, expected a positive float or None")
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"Unknown optimizer {optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
-    return OPTIMIZERS[optimizer](
-        learning_rate=learning_rate, clipnorm=clipnorm, global_clipnorm=global_clipnorm, clipvalue=clipvalue
-    )
+from zoo import bptt as B
+from zoo import checkpoint as C
+from zoo import monitor as M
+from zoo.errors import ConfigError
+from zoo.optimizers import make_optimizer
+from zoo.train_step import SeqModel, TrainingPlan
 
 
 def compile_model(
@@ -139,22 +89,28 @@ def fit(
     """
     import tensorflow as tf
 
-    from zoo import bptt as B
-    from zoo import checkpoint as C
-    from zoo import monitor as M
-
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= 0:
-        raise ValueError(f"Received epochs={epochs!r}, expected a positive integer")
+        raise ConfigError("epochs", epochs, "a positive integer")
     if model.optimizer is None:
-        raise ValueError("The model is not compiled; call zoo.training.compile_model(model, loss=...) before fit")
+        raise ConfigError("model", model.name, "a compiled model",
+                          "Call zoo.training.compile_model(model, loss=...) before fit")
     schedule = B.parse_bptt(bptt)
     if (schedule.truncates or stream) and _distributed(model):
-        raise ValueError(
+        raise ConfigError(
+            "bptt", str(schedule), "'full' (and no streaming) under a tf.distribute strategy",
             "Truncated BPTT and streaming update the weights inside a loop over chunks, which tf.distribute "
-            "cannot synchronize across replicas. Use --bptt full (and not --mode stream), or train without --strategy."
+            "cannot synchronize across replicas; or train without a strategy",
         )
     carrier = B.StateCarrier(model) if (schedule.truncates or stream) else None
     stats = M.GradientStats(model) if monitor else None
+    multi_worker = isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    custom = carrier is not None or stats is not None or multi_worker
+    if custom and not isinstance(model, SeqModel):
+        raise ConfigError(
+            "model", type(model).__name__, "a zoo.SeqModel for truncated BPTT, streaming, monitoring or "
+            "multi-worker training", "Build it as zoo.SeqModel(inputs, outputs), a functional keras.Model "
+            "whose train_step carries these, or pass monitor=False and bptt=None",
+        )
     run_dir = Path(run_dir) if run_dir is not None else None
 
     initial_epoch = initial_step = 0
@@ -173,19 +129,13 @@ def fit(
 
     guard = M.GradientMonitor(stats.names if stats else None, run_dir, initial_step=initial_step)
     cbs: list[keras.callbacks.Callback] = []
-    custom = monitor or carrier is not None
     if custom:
         if not model.optimizer.built:  # slot variables where the model's variables live (tf.distribute too)
             with model.distribute_strategy.scope():
                 model.optimizer.build(model.trainable_variables)
-
-        def build_step(k):
-            return B.make_train_step(model, k, carrier=carrier, stream=stream, stats_fn=stats)
-
-        schedule_cb = B.BpttCallback(schedule, build_step, carrier, stream)
-        schedule_cb.current = schedule.k_for(initial_epoch)
-        object.__setattr__(model, "train_step", build_step(schedule_cb.current))
-        cbs.append(schedule_cb)
+        plan = TrainingPlan(k=schedule.k_for(initial_epoch), carrier=carrier, stream=stream, statistics=stats,
+                            leading_axis=multi_worker)
+        cbs.append(BpttCurriculum(schedule, plan))
     cbs.append(guard)
     cbs.extend(callbacks)
     if run_dir is not None:
@@ -193,14 +143,12 @@ def fit(
             cbs.append(C.EpochCheckpoint(run_dir, guard))
         cbs.append(keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True))
 
-    if isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        _prepare_multi_worker(model, train)
     saved_jit = model.jit_compile
-    if carrier is not None:
-        carrier.install()
-        object.__setattr__(model, "test_step", B.make_test_step(model, carrier, stream))
-        model.jit_compile = False  # dynamic-shape state variables and a chunk loop: not for XLA
-    _reset_functions(model)
+    if custom:
+        if carrier is not None:
+            carrier.attach()
+            model.jit_compile = False  # dynamic-shape state variables and a chunk loop: not for XLA
+        model.set_training_plan(plan)
     try:
         history = model.fit(
             train,
@@ -213,12 +161,11 @@ def fit(
             class_weight=class_weight,
         )
     finally:
-        if carrier is not None:
-            carrier.uninstall()
-            model.jit_compile = saved_jit
-        for name in ("train_step", "test_step", "_maybe_symbolic_build"):
-            model.__dict__.pop(name, None)
-        _reset_functions(model)
+        if custom:
+            if carrier is not None:
+                carrier.detach()
+                model.jit_compile = saved_jit
+            model.set_training_plan(None)
     history.steps = guard.steps
     if guard.diverged:
         kept = ""
@@ -233,40 +180,32 @@ def fit(
     return history
 
 
+class BpttCurriculum(keras.callbacks.Callback):
+    """Trains each epoch with its stage's chunk length: a new plan (and a retrace) when K changes.
+    Forgets the carried state at every epoch and, when streaming, before every evaluation."""
+
+    def __init__(self, schedule: B.BpttSchedule, plan: TrainingPlan):
+        super().__init__()
+        self.schedule, self.plan = schedule, plan
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.plan.carrier is not None:
+            self.plan.carrier.forget()
+        k = self.schedule.k_for(epoch)
+        if k != self.plan.k:
+            self.plan = dataclasses.replace(self.plan, k=k)
+            self.model.set_training_plan(self.plan)
+
+    def on_test_begin(self, logs=None):
+        if self.plan.carrier is not None and self.plan.stream:
+            self.plan.carrier.forget()
+
+
 def _distributed(model: keras.Model) -> bool:
     """True when the model's variables were created in a ``tf.distribute`` strategy's scope."""
     import tensorflow as tf
 
     return model.distribute_strategy is not tf.distribute.get_strategy()
-
-
-def _prepare_multi_worker(model: keras.Model, train) -> None:
-    """Work around keras-team/keras#20585 (Keras's ``fit`` fails under MultiWorkerMirroredStrategy):
-
-    * Keras builds the model at the start of ``fit`` by averaging a distributed batch with
-      ``strategy.reduce``, which fails across workers: build it here from one local batch instead;
-    * Keras averages the step's logs across workers along axis 0, which a scalar lacks: give every
-      log a leading axis of 1.
-    """
-    import tensorflow as tf
-
-    if isinstance(train, tf.data.Dataset):
-        with model.distribute_strategy.scope():
-            model._symbolic_build(data_batch=next(iter(train)))
-        object.__setattr__(model, "_maybe_symbolic_build", lambda *args, **kwargs: None)
-
-    def leading_axis(step):
-        return lambda data: {k: tf.expand_dims(v, 0) for k, v in step(data).items()}
-
-    for name in ("train_step", "test_step"):
-        object.__setattr__(model, name, leading_axis(getattr(model, name)))
-
-
-def _reset_functions(model: keras.Model) -> None:
-    """Forget traced train/test/predict functions so the next call retraces."""
-    for name in ("train_function", "test_function", "predict_function"):
-        if hasattr(model, name):
-            setattr(model, name, None)
 
 
 def _replayable(train, steps_per_epoch: int | None, epochs_done: int):

@@ -198,7 +198,7 @@ def build_model(config: ModelConfig, data: TaskData):
     inputs = keras.Input((window, num_features), name="features")
     body = zoo.apply(config, inputs)  # (batch, units')
     p_up = keras.layers.Dense(1, activation="sigmoid", name="p_up")(body)
-    return keras.Model(inputs, p_up, name=f"movement_{config.model}")
+    return zoo.SeqModel(inputs, p_up, name=f"movement_{config.model}")
 
 
 def compile(model, data: TaskData, **training_kwargs):  # noqa: A001 - the task-module API name

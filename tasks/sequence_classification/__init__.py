@@ -262,7 +262,7 @@ def build_model(config: ModelConfig, data: TaskData, *, pooling: str | None = No
     if pooling == "mean":
         x = keras.layers.GlobalAveragePooling1D(name="mean_pool")(x)  # masked steps excluded
     probs = keras.layers.Dense(len(spec.class_names), activation="softmax", name="classes")(x)
-    return keras.Model(inputs, probs, name=f"classify_{config.model}")
+    return zoo.SeqModel(inputs, probs, name=f"classify_{config.model}")
 
 
 def compile(model, data: TaskData, **training_kwargs):  # noqa: A001 (the task API's name)
