@@ -132,3 +132,16 @@ def strategy_scope(options: TaskOptions):
 
     strategy = distribution_strategy(options.strategy)
     return contextlib.nullcontext() if strategy is None else strategy.scope()
+
+
+def build_in_scope(options: TaskOptions, build):
+    """``build()`` (a function returning a ``zoo.SeqModel``) with its variables in the scope of
+    ``options.strategy``. Under multiworker the model object itself is made outside the scope
+    (see ``zoo.training.fit``); compile and fit it inside ``strategy_scope(options)``."""
+    with strategy_scope(options):
+        model = build()
+    if options.strategy != "multiworker":
+        return model
+    from zoo.train_step import SeqModel
+
+    return SeqModel(model.inputs, model.outputs, name=model.name)  # the same layers and variables

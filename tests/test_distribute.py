@@ -7,7 +7,6 @@ builds a small zoo model inside ``strategy_scope`` and trains it through ``zoo.t
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -21,11 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _worker(out: str) -> None:
-    from tasks.common import add_strategy_argument, distribution_strategy, strategy_scope
+    from tasks.common import distribution_strategy, strategy_scope
+    from tasks.options import TaskOptions
 
-    parser = argparse.ArgumentParser()
-    add_strategy_argument(parser)
-    args = parser.parse_args(["--strategy", "multiworker"])
+    args = TaskOptions(strategy="multiworker")
     strategy = distribution_strategy(args.strategy)  # first: before any other TensorFlow op
     import keras
     import tensorflow as tf
@@ -41,28 +39,33 @@ def _worker(out: str) -> None:
     data = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)  # global batch 16, sharded over the workers
     with strategy_scope(args):
         inputs = keras.Input((6, 3))
-        model = zoo.SeqModel(inputs, keras.layers.Dense(1, activation="sigmoid")(
-            zoo.apply(ModelConfig("gru", units=8), inputs)))
+        outputs = keras.layers.Dense(1, activation="sigmoid")(zoo.apply(ModelConfig("gru", units=8), inputs))
+    model = zoo.SeqModel(inputs, outputs)  # outside the scope: see zoo.training.fit
+    with strategy_scope(args):
         compile_model(model, loss="binary_crossentropy", learning_rate=0.01)
-    history = fit(model, data, epochs=2, verbose=0, checkpoint=False, resume=False)  # gradient norms monitored
+    with strategy_scope(args):
+        history = fit(model, data, epochs=2, verbose=0, checkpoint=False, resume=False)  # gradient norms monitored
     np.savez(out, *model.get_weights(), replicas=strategy.num_replicas_in_sync,
              loss=np.asarray(history.history["loss"]), grad_norm=np.asarray(history.steps["grad_norm"]))
 
 
-def test_strategy_flag_errors_are_clear(monkeypatch):
-    from tasks.common import add_strategy_argument, distribution_strategy, strategy_scope
+def test_strategy_errors_are_clear(monkeypatch, capsys):
+    from tasks import sequence_classification as sc
+    from tasks.common import distribution_strategy, strategy_scope
+    from tasks.options import TaskOptions
 
-    with pytest.raises(ValueError, match="Unknown strategy 'tpu'"):
+    with pytest.raises(ValueError, match="strategy must be one of none, mirrored, multiworker, got 'tpu'"):
         distribution_strategy("tpu")
+    with pytest.raises(ValueError, match="strategy must be one of none, mirrored, multiworker, got 'tpu'"):
+        TaskOptions(strategy="tpu")
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    with pytest.raises(ValueError, match="--strategy multiworker needs TF_CONFIG"):
+    with pytest.raises(ValueError, match="strategy 'multiworker' needs TF_CONFIG"):
         distribution_strategy("multiworker")
-    parser = argparse.ArgumentParser()
-    add_strategy_argument(parser)
-    with strategy_scope(parser.parse_args([])):  # none: a no-op scope
+    with strategy_scope(TaskOptions()):  # none: a no-op scope
         pass
     with pytest.raises(SystemExit):
-        parser.parse_args(["--strategy", "tpu"])
+        sc.main(["--strategy", "tpu"])
+    assert "invalid choice: 'tpu'" in capsys.readouterr().err
 
 
 def test_classify_quick_trains_and_exports_under_mirrored_strategy(tmp_path, capsys):
@@ -100,7 +103,7 @@ def test_classify_quick_trains_and_exports_under_mirrored_strategy(tmp_path, cap
     from tasks.export import load_keras
 
     model = load_keras(export)
-    data = sc.load_data(sc.build_parser().parse_args(["--quick"]))
+    data = sc.load_data(sc.Options.quick())
     probs, labels = sc.predict(model, data.test)
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
     assert float(np.mean(probs.argmax(-1) == labels)) == pytest.approx(metrics["accuracy"])

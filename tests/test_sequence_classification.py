@@ -22,9 +22,10 @@ from zoo.config import MODEL_NAMES
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _args(*argv: str, tmp_path: Path | None = None):
-    extra = [] if tmp_path is None else ["--runs", str(tmp_path / "runs"), "--saved-models", str(tmp_path / "sm")]
-    return sc.build_parser().parse_args([*argv, *extra])
+def _options(*, quick: bool = False, tmp_path: Path | None = None, **fields) -> sc.Options:
+    if tmp_path is not None:
+        fields = {"runs": str(tmp_path / "runs"), "saved_models": str(tmp_path / "sm"), **fields}
+    return sc.Options.quick(**fields) if quick else sc.Options(**fields)
 
 
 def _write_ts(path: Path, cases: list[str], *, dims: int = 2, labels: str = "a b", missing: bool = False) -> Path:
@@ -49,7 +50,7 @@ GOOD = ["1,2,3:4,5,6:a", "2,3:5,6:b", "0,1,2,3:1,1,1,1:a", "5,4:3,2:b"]
 
 
 def test_japanese_vowels_splits_padding_and_train_only_normalization():
-    data = sc.load_data(_args())
+    data = sc.load_data(_options())
     spec, p = data.spec, data.provenance
     assert (p["dataset"], p["train"], p["val"], p["test"], p["classes"], p["channels"]) == (
         "JapaneseVowels", 243, 27, 370, 9, 12)
@@ -72,13 +73,13 @@ def test_japanese_vowels_splits_padding_and_train_only_normalization():
 
 def test_padding_is_masked_and_length_is_respected():
     """Outputs do not depend on what or how much padding follows each length, for masked and fixed-length models."""
-    data = sc.load_data(_args("--quick"))
+    data = sc.load_data(_options(quick=True))
     (values, lengths), _ = next(iter(data.test))
     values, lengths = values.numpy(), lengths.numpy()
     longer = np.concatenate([values, np.full((len(values), 7, 12), np.nan, np.float32)], axis=1)
     garbage = np.where(np.arange(values.shape[1])[None, :, None] < lengths[:, None, None], values, 123.0)
     for name in ("gru", "bidirectional", "unshared_rnn"):
-        model = sc.build_model(sc.config_from_args(_args("--model", name), return_sequences=False), data)
+        model = sc.build_model(_options(model=name).model_config(), data)
         ref = model([values, lengths]).numpy()
         np.testing.assert_allclose(model([longer, lengths]).numpy(), ref, atol=1e-6)
         np.testing.assert_allclose(model([garbage.astype(np.float32), lengths]).numpy(), ref, atol=1e-6)
@@ -87,11 +88,11 @@ def test_padding_is_masked_and_length_is_respected():
 
 
 def test_every_zoo_model_trains_and_round_trips(tmp_path):
-    data = sc.load_data(_args("--quick", "--batch-size", "64"))
+    data = sc.load_data(_options(quick=True, batch_size=64))
     (values, lengths), labels = next(iter(data.train))
     for name in MODEL_NAMES:
-        args = _args("--quick", "--model", name, "--units", "8", "--pooling", "mean" if name == "gru" else "last")
-        config = sc.config_from_args(args, return_sequences=False)
+        args = _options(quick=True, model=name, units=8, pooling="mean" if name == "gru" else "last")
+        config = args.model_config()
         model = sc.compile(sc.build_model(config, data), data, learning_rate=1e-2)
         before = model.evaluate(data.train, verbose=0)[0]
         for _ in range(3):
@@ -135,9 +136,9 @@ def test_bad_input_through_the_command_line(tmp_path, capsys):
         ("--ts-train", str(tmp_path / "nope.ts"), "--ts-test", str(good)): "No .ts file at",
         ("--ts-train", str(good), "--ts-test", str(unseen)): "never occur in training",
         ("--ts-train", str(good), "--ts-test", str(three)): "channels",
-        ("--ts-train", str(good)): "both --ts-train and --ts-test",
+        ("--ts-train", str(good)): "--ts-test must be set together with its twin",
         ("--dataset", "NoSuchSet"): "JapaneseVowels",
-        ("--max-length", "0"): "--max-length",
+        ("--max-length", "0"): "--max-length must be a positive integer or None, got 0",
     }
     for argv, words in expect.items():
         assert sc.main([*argv, *runs]) == 2, argv
@@ -156,11 +157,11 @@ def test_user_ts_pair_trains(tmp_path):
         cases.append(",".join(f"{v:.3f}" for v in ramp + rng.normal(0, 0.05, n)) + f":{label}")
     train = _write_ts(tmp_path / "r_TRAIN.ts", cases[:30], dims=1, labels="down up")
     test = _write_ts(tmp_path / "r_TEST.ts", cases[30:], dims=1, labels="down up")
-    args = _args("--ts-train", str(train), "--ts-test", str(test), "--epochs", "15", "--units", "8", "--no-export",
-                 "--batch-size", "8", tmp_path=tmp_path)
-    result = sc.train_and_evaluate(args, verbose=0)
-    assert result["data"].spec.class_names == ["down", "up"]
-    assert result["metrics"]["accuracy"] >= 0.9 and np.sum(result["metrics"]["confusion_matrix"]) == 10
+    options = _options(ts_train=str(train), ts_test=str(test), epochs=15, units=8, export=False, batch_size=8,
+                       tmp_path=tmp_path)
+    result = sc.run(options, verbose=0)
+    assert result.details["data"].spec.class_names == ["down", "up"]
+    assert result.metrics["accuracy"] >= 0.9 and np.sum(result.metrics["confusion_matrix"]) == 10
 
 
 # ----------------------------------------------------------------------------- export
@@ -232,15 +233,15 @@ def test_imdb_with_mock_data(tmp_path, monkeypatch):
 
     monkeypatch.setattr(D, "check_online", lambda name: None)  # mock_data fakes the download itself
     with tfds.testing.mock_data(num_examples=48):
-        args = _args("--dataset", "tfds:imdb_reviews", "--quick", "--units", "8", "--max-length", "16",
-                     "--batch-size", "16", "--data-dir", str(tmp_path / "tfds"), tmp_path=tmp_path)
-        result = sc.train_and_evaluate(args, verbose=0)
-    assert result["data"].spec.class_names == ["neg", "pos"]
-    assert result["metrics"]["n_test"] == 48 and 0 <= result["metrics"]["accuracy"] <= 1
-    served = tf.saved_model.load(str(result["export"]))
+        options = _options(dataset="tfds:imdb_reviews", quick=True, units=8, max_length=16, batch_size=16,
+                           data_dir=str(tmp_path / "tfds"), tmp_path=tmp_path)
+        result = sc.run(options, verbose=0)
+    assert result.details["data"].spec.class_names == ["neg", "pos"]
+    assert result.metrics["n_test"] == 48 and 0 <= result.metrics["accuracy"] <= 1
+    served = tf.saved_model.load(str(result.export))
     texts = tf.constant(["a fine film", "dull and long, far too long"])
     out = served.serve(texts)
-    np.testing.assert_allclose(out["probabilities"].numpy(), result["model"](texts).numpy(), atol=1e-5)
+    np.testing.assert_allclose(out["probabilities"].numpy(), result.model(texts).numpy(), atol=1e-5)
 
 
 def test_imdb_offline_is_a_clear_error(tmp_path, monkeypatch, capsys):

@@ -86,6 +86,11 @@ def fit(
     scalars ``epoch_<metric>``, step scalars ``step/<name>``) under ``run_dir``. A NaN/Inf
     loss stops the run and raises :class:`zoo.monitor.TrainingDiverged` (a
     ``ValueError``); the last good checkpoint stays.
+
+    Under ``MultiWorkerMirroredStrategy`` build the layers in the strategy's scope, construct
+    the ``SeqModel`` outside it, and compile and fit inside it (``tasks.common.build_in_scope``
+    does this): Keras's fit builds a model that was constructed in a strategy's scope by
+    averaging a first batch across the workers, which fails there (keras-team/keras#20585).
     """
     import tensorflow as tf
 
@@ -202,10 +207,10 @@ class BpttCurriculum(keras.callbacks.Callback):
 
 
 def _distributed(model: keras.Model) -> bool:
-    """True when the model's variables were created in a ``tf.distribute`` strategy's scope."""
+    """True when the model was created, or is trained, in a ``tf.distribute`` strategy's scope."""
     import tensorflow as tf
 
-    return model.distribute_strategy is not tf.distribute.get_strategy()
+    return tf.distribute.has_strategy() or model.distribute_strategy is not tf.distribute.get_strategy()
 
 
 def _replayable(train, steps_per_epoch: int | None, epochs_done: int):

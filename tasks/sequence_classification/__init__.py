@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from tasks.common import distribution_strategy, resolve_run_dir, set_seed, strategy_scope
+from tasks.common import build_in_scope, distribution_strategy, resolve_run_dir, set_seed, strategy_scope
 from tasks.options import Result, TaskOptions, default, fraction, main_for, one_of, option, positive_int
 from tasks.sequence_classification import data as D
 from tasks.sequence_classification.report import classification_metrics, confusion_png, format_confusion
@@ -331,11 +331,12 @@ def run(options: Options, *, verbose: int | str = "auto") -> Result:
     start = time.perf_counter()
     config = options.model_config()
     data = load_data(options)
-    with strategy_scope(options):  # variables mirrored over the replicas
-        model = compile(build_model(config, data), data, **options.training_kwargs())
+    model = build_in_scope(options, lambda: build_model(config, data))  # variables mirrored over the replicas
     folder = resolve_run_dir(options, TASK, config.model)
-    history = fit(model, data.train, data.val, epochs=options.epochs, run_dir=folder, callbacks=_callbacks(options),
-                  verbose=verbose, **options.fit_kwargs())
+    with strategy_scope(options):
+        compile(model, data, **options.training_kwargs())
+        history = fit(model, data.train, data.val, epochs=options.epochs, run_dir=folder,
+                      callbacks=_callbacks(options), verbose=verbose, **options.fit_kwargs())
     probs, labels = predict(model, data.test)
     names = data.spec.class_names
     metrics = classification_metrics(labels, probs.argmax(-1), len(names))
