@@ -26,14 +26,16 @@ def command_key(options: TaskOptions) -> str:
     return hashlib.sha1(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def read_json(path: Path, *, what: str, fix: str) -> dict:
-    """A JSON file seqzoo wrote; a damaged one is a :class:`FileProblem` that names it and ``fix``."""
+def _read_key(path: Path) -> str | None:
+    """The settings key in a run's ``command.json``."""
     import json
 
+    from zoo import checkpoint
+
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FileProblem(path, f"the {what} is damaged ({exc})", fix) from None
+        return json.loads(path.read_text(encoding="utf-8")).get("key")
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
+        raise FileProblem(path, f"the run's settings record is damaged ({exc})", checkpoint.START_FRESH) from None
 
 
 def resolve_run_dir(options: TaskOptions, task: str, model: str) -> Path:
@@ -46,19 +48,20 @@ def resolve_run_dir(options: TaskOptions, task: str, model: str) -> Path:
     """
     import json
 
+    from zoo import checkpoint
+
     base = Path(options.runs) / task / model
     key = command_key(options)
     folder = None
-    fresh = "Delete that run folder, or start a fresh run (resume='never', --resume never)"
     if options.run_name:
         folder = base / options.run_name
     elif options.resume != "never" and base.is_dir():
         for cand in sorted((p for p in base.iterdir() if p.is_dir()), reverse=True):
-            cmd, status = cand / "command.json", cand / "run.json"
-            if not (cmd.exists() and (cand / "checkpoint" / "state.npz").exists()):
+            cmd = cand / "command.json"
+            if not (cmd.exists() and (cand / checkpoint.STATE).exists()):
                 continue
-            finished = status.exists() and read_json(status, what="run status", fix=fresh).get("status") == "finished"
-            if read_json(cmd, what="run's settings record", fix=fresh).get("key") == key and not finished:
+            finished = checkpoint.status(cand).get("status") == "finished"
+            if _read_key(cmd) == key and not finished:
                 folder = cand
                 break
     if folder is None:

@@ -14,11 +14,11 @@ import json
 import sys
 from pathlib import Path
 
-from tasks import common
+from tasks.options import Formatter, guarded
 
 
 def build_parser(prog: str = "seqzoo generate") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=common.Formatter)
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=Formatter)
     parser.add_argument("path", help="a textgen export: saved_models/textgen/<model>/<version> or its model folder")
     parser.add_argument("--prime", default="\n", help="text to start from; unseen characters become the OOV token (default: %(default)r)")
     parser.add_argument("--length", type=int, default=500, help="characters to generate")
@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv=None, prog: str = "seqzoo generate") -> int:
-    return common.cli(run, build_parser(prog), argv)
+    args = build_parser(prog).parse_args(argv)
+    return guarded(prog, lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from tasks.common import Formatter, cli
+from tasks.options import Formatter, guarded
 
 
 def rows(timesteps: int, features: int, units: int, num_layers: int) -> list[tuple[str, int, int, str]]:
@@ -47,7 +47,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "seqzoo models") -> int:
     parser.add_argument("--features", type=int, default=16, help="input features per step")
     parser.add_argument("--units", type=int, default=64, help="hidden units per layer")
     parser.add_argument("--num-layers", type=int, default=2, help="depth, clamped to each model's range")
-    return cli(_run, parser, argv)
+    args = parser.parse_args(argv)
+    return guarded(prog, lambda: _run(args))
 
 
 if __name__ == "__main__":

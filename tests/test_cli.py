@@ -58,4 +58,4 @@ def test_unknown_model_lists_valid_ones(command, capsys, tmp_path):
     argv = command.split() + ["--model", "transformer", "--quick", "--saved-models", str(tmp_path)]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
-    assert "Unknown model 'transformer'. Valid models: lstm, stacked_lstm, gru" in err
+    assert "--model must be one of lstm, stacked_lstm, gru, simple_rnn, bidirectional, unshared_rnn, got 'transformer'" in err

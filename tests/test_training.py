@@ -340,26 +340,42 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     assert epochs == ["0", "1", "2", "3"]
 
 
-# ---------------------------------------------------------------- task flags
-def test_flags_map_to_fit_keywords_and_a_stable_run_folder(tmp_path):
-    import argparse
+# ---------------------------------------------------------------- task options
+def test_options_map_to_fit_keywords_and_a_stable_run_folder(tmp_path):
+    from tasks.options import TaskOptions
 
-    parser = argparse.ArgumentParser()
-    common.add_training_arguments(parser)
-    args = parser.parse_args(["--bptt-schedule", "1:2,full", "--runs", str(tmp_path)])
-    assert common.fit_kwargs(args) == {"bptt": "1:2,full", "monitor": True, "resume": True}
-    with pytest.raises(ValueError, match="not both"):
-        common.fit_kwargs(parser.parse_args(["--bptt", "5", "--bptt-schedule", "1:1,full"]))
-    with pytest.raises(ValueError, match="bptt"):
-        common.fit_kwargs(parser.parse_args(["--bptt", "zero"]))
-    first = common.resolve_run_dir(args, "textgen", "lstm")
+    options = TaskOptions(bptt="1:2,full", runs=str(tmp_path))
+    assert options.fit_kwargs() == {"bptt": "1:2,full", "monitor": True, "resume": True}
+    with pytest.raises(ValueError, match="bptt must be"):
+        TaskOptions(bptt="zero")
+    first = common.resolve_run_dir(options, "textgen", "lstm")
     assert first.parent == tmp_path / "textgen" / "lstm"
     (first / "checkpoint").mkdir()
     (first / "checkpoint" / "state.npz").write_bytes(b"")
-    assert common.resolve_run_dir(args, "textgen", "lstm") == first  # unfinished: the same command resumes
-    other = parser.parse_args(["--bptt", "3", "--runs", str(tmp_path)])
-    assert common.resolve_run_dir(other, "textgen", "lstm") != first  # another command: a new run
-    never = parser.parse_args(["--bptt-schedule", "1:2,full", "--runs", str(tmp_path), "--resume", "never"])
+    assert common.resolve_run_dir(options, "textgen", "lstm") == first  # unfinished: the same settings resume
+    other = TaskOptions(bptt="3", runs=str(tmp_path))
+    assert common.resolve_run_dir(other, "textgen", "lstm") != first  # other settings: a new run
+    never = options.replace(resume="never")
     assert common.resolve_run_dir(never, "textgen", "lstm") != first
-    named = parser.parse_args(["--run-name", "exp1", "--runs", str(tmp_path)])
+    named = TaskOptions(run_name="exp1", runs=str(tmp_path))
     assert common.resolve_run_dir(named, "textgen", "lstm") == tmp_path / "textgen" / "lstm" / "exp1"
+
+
+def test_damaged_run_files_name_the_file_and_the_way_out(tmp_path):
+    from tasks.options import TaskOptions
+    from zoo import checkpoint
+    from zoo.errors import FileProblem
+
+    options = TaskOptions(runs=str(tmp_path))
+    folder = common.resolve_run_dir(options, "textgen", "lstm")
+    (folder / "checkpoint").mkdir()
+    (folder / "checkpoint" / "state.npz").write_bytes(b"\xe7 not a checkpoint")
+    (folder / "command.json").write_bytes(b"\xe7\x00")
+    with pytest.raises(FileProblem, match="command.json: the run's settings record is damaged.*fresh run"):
+        common.resolve_run_dir(options, "textgen", "lstm")
+    (folder / "run.json").write_bytes(b"{broken")
+    with pytest.raises(FileProblem, match="run.json: the run status is damaged.*resume='never'"):
+        checkpoint.status(folder)
+    model = _char_model()
+    with pytest.raises(FileProblem, match="state.npz: the checkpoint cannot be read.*--resume never"):
+        checkpoint.load(model, folder)

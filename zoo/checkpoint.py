@@ -16,7 +16,12 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from zoo.errors import FileProblem
+
 STATE = "checkpoint/state.npz"
+# What to do about a damaged or foreign run folder, in both vocabularies.
+START_FRESH = ("Delete the run folder or start a fresh run (resume=False in zoo.training.fit, "
+               "resume='never' in a task's Options, --resume never on the command line)")
 
 
 def _variables(model: keras.Model) -> list:
@@ -39,27 +44,33 @@ def load(model: keras.Model, run_dir: Path) -> int:
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
     variables = _variables(model)
-    with np.load(path) as data:
-        n = len([k for k in data.files if k.startswith("v")])
-        if n != len(variables):
-            raise ValueError(
-                f"Checkpoint {path} holds {n} variables but this model and optimizer have {len(variables)}: it was "
-                "written by a different model. Start a fresh run (--resume never) or pick another --run-name."
-            )
-        for i, v in enumerate(variables):
-            value = data[f"v{i}"]
-            if tuple(value.shape) != tuple(v.shape):
-                raise ValueError(
-                    f"Checkpoint {path}: variable {v.path} has shape {value.shape} there but {tuple(v.shape)} in this "
-                    "model. Start a fresh run (--resume never) or pick another --run-name."
-                )
-            v.assign(value)
-        return int(data["epochs_done"])
+    try:
+        data = np.load(path)
+        values = {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, KeyError) as exc:  # truncated, not an npz, bad zip member
+        raise FileProblem(path, f"the checkpoint cannot be read ({type(exc).__name__}: {exc})", START_FRESH) from None
+    n = len([k for k in values if k.startswith("v")])
+    if n != len(variables) or "epochs_done" not in values:
+        raise FileProblem(path, f"the checkpoint holds {n} variables but this model and optimizer have "
+                          f"{len(variables)}: it was written by a different model", START_FRESH)
+    for i, v in enumerate(variables):
+        value = values[f"v{i}"]
+        if tuple(value.shape) != tuple(v.shape):
+            raise FileProblem(path, f"variable {v.path} has shape {value.shape} there but {tuple(v.shape)} in "
+                              "this model", START_FRESH)
+        v.assign(value)
+    return int(values["epochs_done"])
 
 
 def status(run_dir: Path) -> dict:
+    """The run's ``run.json`` ({} when there is none)."""
     path = Path(run_dir) / "run.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FileProblem(path, f"the run status is damaged ({exc})", START_FRESH) from None
 
 
 def set_status(run_dir: Path, **fields) -> None:
