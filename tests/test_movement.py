@@ -12,19 +12,16 @@ import pandas as pd
 import pytest
 
 from tasks import movement as mv
+from tasks.cli import main as seqzoo
 from tasks.export import load_card, load_keras
 from tasks.movement import data as md
 from tasks.movement import evaluate as ev
 from tasks.movement import features as mf
+from tasks.options import build_parser, options_from_args
 from zoo import ModelConfig
 from zoo.config import MODEL_NAMES
+from zoo.errors import ConfigError, FileProblem
 from zoo.training import fit
-
-
-def _args(*argv):
-    args = mv.build_parser().parse_args(list(argv))
-    mv._check_args(args)
-    return args
 
 
 def _sp500(rows=None) -> md.Prices:
@@ -94,7 +91,9 @@ def test_scaling_is_fitted_on_the_training_windows_only():
     np.testing.assert_allclose(data.spec["mean"], fit_rows.mean(0), rtol=1e-5)
     np.testing.assert_allclose(data.spec["variance"], fit_rows.var(0), rtol=1e-4)
     # The last training window ends on the last of those rows.
-    np.testing.assert_allclose(data.x["train"][-1], (fit_rows[-window:] - fit_rows.mean(0)) / fit_rows.std(0), atol=1e-4)
+    np.testing.assert_allclose(
+        data.x["train"][-1], (fit_rows[-window:] - fit_rows.mean(0)) / fit_rows.std(0), atol=1e-4
+    )
 
 
 def test_labels_are_next_close_strictly_above_with_ties_as_not_up():
@@ -130,8 +129,66 @@ def test_chronological_split_and_expanding_walk_forward_folds():
             assert fold.val == previous_end  # each fold's history grows to the previous test block's end
         previous_end = fold.test
     assert folds[-1].test == 1000 and folds[0].val == 1000 - 5 * (1000 // 6)
-    with pytest.raises(ValueError, match="lower --folds"):
+    with pytest.raises(ConfigError, match="folds must be at most 3 for 100 labelled days, or 0 to skip"):
         mf.walk_forward(100, 5, 0.15)
+
+
+# --- options -----------------------------------------------------------------------------------
+
+
+def test_explicit_values_win_over_the_quick_preset():
+    quick = mv.Options.quick()
+    assert (quick.small_data, quick.epochs, quick.folds) == (True, 1, 0)
+    assert mv.Options.quick(folds=2).folds == 2 and mv.Options.quick(epochs=3, small_data=False).epochs == 3
+    assert mv.Options.quick(folds=2).small_data  # the rest of the preset stays
+    parse = build_parser(mv.Options, "seqzoo train movement").parse_args
+    assert options_from_args(mv.Options, parse(["--quick", "--folds", "2", "--epochs", "3"])) == mv.Options.quick(
+        folds=2, epochs=3
+    )
+    assert options_from_args(mv.Options, parse([])) == mv.Options()
+    assert (mv.Options().model, mv.Options().units, mv.Options().folds) == ("gru", 32, 5)
+
+
+BAD_OPTIONS = {
+    "window": ({"window": 0}, "a positive integer"),
+    "folds": ({"folds": 1}, "0 (skip walk-forward) or an integer >= 2"),
+    "patience": ({"patience": 0}, "a positive integer"),
+    "val_fraction": ({"val_fraction": 0.0}, "a number in (0, 1)"),
+    "test_fraction": ({"val_fraction": 0.5, "test_fraction": 0.6}, "below 1 - val_fraction"),
+    "ticker": ({"csv": "prices.csv", "ticker": "SPY"}, "None when csv is set"),
+    "start": ({"start": "2020-01-01"}, "None unless ticker is set"),
+    "class_weight": ({"class_weight": "inverse"}, "one of balanced, none"),
+    "dataset": ({"dataset": "dax"}, "one of sp500, nasdaq"),
+}
+
+
+@pytest.mark.parametrize("field", list(BAD_OPTIONS))
+def test_bad_options_name_the_field_and_the_cli_shows_its_flag(field, capsys):
+    fields, expected = BAD_OPTIONS[field]
+    with pytest.raises(ConfigError) as info:
+        mv.Options(**fields)
+    assert info.value.field == field and str(info.value).startswith(f"{field} must be {expected}")
+    if field in ("dataset", "class_weight"):
+        return  # flags with choices: argparse refuses the value before Options sees it
+    argv = [f"--{k.replace('_', '-')}" + ("" if v is True else f"={v}") for k, v in fields.items()]
+    assert seqzoo(["train", "movement", *argv, "--no-export"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--{field.replace('_', '-')} must be" in err[0], err
+
+
+def test_data_errors_name_the_settings_that_fix_them(tmp_path):
+    frame = _yahoo(60)
+    frame["Close"] = frame["Close"].astype(object)
+    frame.loc[10, "Close"] = "null"
+    with pytest.raises(FileProblem, match="set drop_bad_rows=True to drop these 1 rows"):
+        mv.load_data(mv.Options(csv=_csv(tmp_path, frame), window=5))
+    unsorted = _csv(tmp_path, _yahoo(60).iloc[[1, 0, *range(2, 60)]], "unsorted.csv")
+    with pytest.raises(FileProblem, match="set sort_dates=True"):
+        mv.load_data(mv.Options(csv=unsorted, window=5))
+    with pytest.raises(ConfigError, match=r"date_column must be a column of CSV .*got 'Day'"):
+        mv.load_data(mv.Options(csv=_csv(tmp_path, _yahoo(60), "ok.csv"), date_column="Day"))
+    with pytest.raises(ConfigError, match="dataset must be one of sp500, nasdaq"):
+        md.load_arch("dax")
 
 
 # --- loading and bad input --------------------------------------------------------------------
@@ -139,18 +196,24 @@ def test_chronological_split_and_expanding_walk_forward_folds():
 
 def test_yahoo_csv_is_adjusted_by_adj_close_and_counted(tmp_path):
     frame = _yahoo()
-    prices = md.load_prices(_args("--csv", _csv(tmp_path, frame)))
+    prices = md.load_prices(mv.Options(csv=_csv(tmp_path, frame)))
     assert prices.columns == md.RAW_COLUMNS
     np.testing.assert_allclose(prices.frame.close, frame["Adj Close"])
     np.testing.assert_allclose(prices.frame.open, frame.Open * 0.5)
     p = prices.provenance
-    assert (p["rows_read"], p["rows_used"], p["dropped_bad_rows"], p["dropped_duplicate_dates"], p["reordered_rows"]) == (80, 80, 0, 0, 0)
+    assert (
+        p["rows_read"],
+        p["rows_used"],
+        p["dropped_bad_rows"],
+        p["dropped_duplicate_dates"],
+        p["reordered_rows"],
+    ) == (80, 80, 0, 0, 0)
     assert p["adjusted_by"] == "Adj Close" and p["gaps_over_4_days"] == 0
 
 
 def test_price_only_csv_gives_return_features(tmp_path):
     frame = _yahoo()[["Date", "Close"]].rename(columns={"Close": "Price"})
-    prices = md.load_prices(_args("--csv", _csv(tmp_path, frame), "--price-column", "price"))
+    prices = md.load_prices(mv.Options(csv=_csv(tmp_path, frame), price_column="price"))
     assert prices.columns == ("close",)
     assert mf.series_features(prices.frame).shape == (79, 1)
 
@@ -162,7 +225,7 @@ def test_flags_drop_sort_and_count_instead_of_failing(tmp_path):
     frame = pd.concat([frame, frame.iloc[[20]]])  # a duplicate date
     frame = frame.iloc[::-1]  # newest first
     path = _csv(tmp_path, frame)
-    prices = md.load_prices(_args("--csv", path, "--sort-dates", "--drop-duplicates", "--drop-bad-rows"))
+    prices = md.load_prices(mv.Options(csv=path, sort_dates=True, drop_duplicates=True, drop_bad_rows=True))
     p = prices.provenance
     assert (p["rows_read"], p["rows_used"], p["dropped_bad_rows"], p["dropped_duplicate_dates"]) == (61, 59, 1, 1)
     assert p["bad_rows_by_reason"] == {"missing Close": 1} and p["reordered_rows"] > 0
@@ -170,7 +233,7 @@ def test_flags_drop_sort_and_count_instead_of_failing(tmp_path):
 
     gap = _yahoo(40)
     gap.loc[20:, "Date"] = pd.bdate_range("2020-03-01", periods=20).strftime("%Y-%m-%d")
-    p = md.load_prices(_args("--csv", _csv(tmp_path, gap, "gap.csv"))).provenance
+    p = md.load_prices(mv.Options(csv=_csv(tmp_path, gap, "gap.csv"))).provenance
     assert p["gaps_over_4_days"] == 1 and p["largest_gap_days"] == 34  # 2020-01-28 -> 2020-03-02
 
 
@@ -183,7 +246,10 @@ BAD_INPUTS = {
     "empty file": (None, "is empty"),
     "header only": (lambda f: f.iloc[:0], "no data rows"),
     "no price column": (lambda f: f[["Date"]].assign(Foo=1.0, Bar=2.0), "No price column"),
-    "non-numeric": (lambda f: f.assign(Close=f.Close.astype(object).where(f.index != 5, "abc")), "non-numeric values in 'Close'"),
+    "non-numeric": (
+        lambda f: f.assign(Close=f.Close.astype(object).where(f.index != 5, "abc")),
+        "non-numeric values in 'Close'",
+    ),
     "zero price": (lambda f: f.assign(Low=f.Low.where(f.index != 7, 0.0)), "zero or negative values in 'Low'"),
     "negative price": (lambda f: f.assign(Open=f.Open.where(f.index != 7, -1.0)), "zero or negative values in 'Open'"),
     "NaN": (lambda f: f.assign(High=f.High.where(f.index != 3, np.nan)), "missing values in 'High'"),
@@ -204,27 +270,30 @@ def test_bad_input_is_a_clear_error(tmp_path, case):
     else:
         edit(_yahoo(60)).to_csv(path, index=False)
     with pytest.raises(ValueError, match=message) as info:
-        mv.load_data(_args("--csv", str(path), "--window", "10"))
-    text = str(info.value)
-    assert "--" in text or "Fix" in text or "expected" in text  # it names the fix
+        mv.load_data(mv.Options(csv=str(path), window=10))
+    # It names the file, the problem and the fix, in the library's words (fields, not flags).
+    assert isinstance(info.value, FileProblem) and info.value.path == str(path) and info.value.fix
+    assert "--" not in info.value.fix
 
 
 def test_missing_file_and_wrong_column_names(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        mv.load_data(_args("--csv", str(tmp_path / "nope.csv")))
+        mv.load_data(mv.Options(csv=str(tmp_path / "nope.csv")))
     path = _csv(tmp_path, _yahoo())
-    with pytest.raises(ValueError, match="No price column 'Last'"):
-        mv.load_data(_args("--csv", path, "--price-column", "Last"))
+    with pytest.raises(ConfigError, match=r"price_column must be a column of CSV .*got 'Last'"):
+        mv.load_data(mv.Options(csv=path, price_column="Last"))
+    with pytest.raises(ConfigError, match="window must be at most 15 for 80 daily rows, got 70. Too few rows"):
+        mv.load_data(mv.Options(csv=path, window=70))
     assert mv.main(["--csv", path, "--window", "70", "--no-export"]) == 2  # the CLI: one line, exit code 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "Too few rows" in err[0] and "lower --window" in err[0]
+    assert len(err) == 1 and "Too few rows" in err[0] and "--window must be at most 15" in err[0]
 
 
 def test_ticker_without_yfinance_says_how_to_get_it():
     if importlib.util.find_spec("yfinance") is not None:
         pytest.skip("yfinance is installed")
     with pytest.raises(ValueError, match=r"pip install 'seqzoo\[yfinance\]'"):
-        md.load_prices(_args("--ticker", "SPY"))
+        md.load_prices(mv.Options(ticker="SPY"))
 
 
 # --- evaluation --------------------------------------------------------------------------------
@@ -262,7 +331,9 @@ def test_baselines_are_scored_on_the_same_test_days():
     split = mf.chronological_split(mf.num_samples(300, 10), 0.15, 0.15, window=10)
     data = mv.make_data(prices, 10, split)
     close, days = prices.close, data.days["test"]
-    preds = ev.baseline_predictions(data.x["train"], data.y["train"], data.x["test"], close[days] > close[days - 1], class_weight=None)
+    preds = ev.baseline_predictions(
+        data.x["train"], data.y["train"], data.x["test"], close[days] > close[days - 1], class_weight=None
+    )
     assert set(preds) == {ev.MAJORITY, ev.PERSISTENCE, ev.LOGISTIC}
     assert all(len(p) == len(days) for p in preds.values())
     np.testing.assert_array_equal(data.y["test"], close[days + 1] > close[days])
@@ -308,7 +379,17 @@ SERVE_ELSEWHERE = textwrap.dedent(
 
 
 def test_quick_run_reports_and_exports_a_model_that_serves_raw_rows_without_seqzoo(tmp_path, capsys):
-    argv = ["--quick", "--window", "12", "--units", "8", "--runs", str(tmp_path / "runs"), "--saved-models", str(tmp_path / "sm")]
+    argv = [
+        "--quick",
+        "--window",
+        "12",
+        "--units",
+        "8",
+        "--runs",
+        str(tmp_path / "runs"),
+        "--saved-models",
+        str(tmp_path / "sm"),
+    ]
     assert mv.main(argv) == 0
     out = capsys.readouterr().out
     assert "always-up (train majority)" in out and "logistic regression" in out and "SKILL" in out
@@ -324,7 +405,9 @@ def test_quick_run_reports_and_exports_a_model_that_serves_raw_rows_without_seqz
     assert (path / "report.md").read_text().count("| model |") == 1
 
     # The same data again, in process: the training pipeline's features and the Keras model's P(up).
-    data = mv.load_data(_args(*argv))
+    data = mv.load_data(
+        mv.Options.quick(window=12, units=8, runs=str(tmp_path / "runs"), saved_models=str(tmp_path / "sm"))
+    )
     rows = data.raw_windows("test")
     assert rows.shape == (len(data.y["test"]), 13, 5)
     np.save(tmp_path / "rows.npy", rows)
@@ -339,12 +422,40 @@ def test_quick_run_reports_and_exports_a_model_that_serves_raw_rows_without_seqz
     np.testing.assert_allclose(served["default"], expected, atol=1e-5)
 
 
+def test_run_returns_a_result_with_baselines_and_walk_forward_folds(tmp_path, capsys):
+    """The library path: Options -> run -> Result, and report prints the summary. Walk-forward runs here
+    because folds=2 wins over the quick preset's 0."""
+    options = mv.Options.quick(folds=2, window=10, units=4, export=False, runs=str(tmp_path / "runs"))
+    result = mv.run(options, verbose=0)
+    assert result.export is None and result.options is options
+    assert 0 <= result.metrics["accuracy"] <= 1 and 0 <= result.metrics["walk_forward_balanced_accuracy"] <= 1
+    assert result.metrics["test_days"] == len(result.details["data"].y["test"])
+    assert set(result.baselines) == {ev.MAJORITY, ev.PERSISTENCE, ev.LOGISTIC}
+    assert result.baselines[ev.MAJORITY]["balanced_accuracy"] == 0.5
+    assert len(result.details["walk_forward"]["folds"]) == 2 and result.history.epoch == [0]
+    for name in ("report.md", "report.json", "directions.png", "strategy.png"):
+        assert (result.run_dir / name).exists(), name
+    mv.report(result)
+    out = capsys.readouterr().out
+    assert "Walk-forward: 2 expanding-window folds" in out and f"report and plots: {result.run_dir}" in out
+    assert "exported:" not in out
+
+
 def test_help_lists_every_task_flag(capsys):
     with pytest.raises(SystemExit) as info:
         mv.main(["--help"], prog="seqzoo train movement")
     assert info.value.code == 0
     text = capsys.readouterr().out
-    for flag in ("--dataset", "--csv", "--price-column", "--ticker", "--window", "--folds", "--quick", "--drop-bad-rows"):
+    for flag in (
+        "--dataset",
+        "--csv",
+        "--price-column",
+        "--ticker",
+        "--window",
+        "--folds",
+        "--quick",
+        "--drop-bad-rows",
+    ):
         assert flag in text
 
 

@@ -1,8 +1,11 @@
-"""Next-day movement: will tomorrow's close be above today's, from the last ``--window`` days?
+"""Next-day movement: will tomorrow's close be above today's, from the last ``window`` days?
 
     seqzoo train movement --model gru --window 30            # S&P 500 1999-2018 (offline, from arch)
     seqzoo train movement --dataset nasdaq --quick
     python -m tasks.movement --csv prices.csv --price-column Close
+
+    from tasks import movement
+    result = movement.run(movement.Options(csv="prices.csv", window=20))
 
 Features (log return, high/low range, open-to-close body, volume change) use
 day t and t-1 only; labels, splits and scaling are in :mod:`.features`. The
@@ -14,22 +17,24 @@ returns P(up): feature computation and scaling are inside the SavedModel.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from tasks import common
+from tasks.common import distribution_strategy, quiet_tensorflow, resolve_run_dir, set_seed, strategy_scope
 from tasks.movement.data import DATASETS, Prices, load_prices
 from tasks.movement.features import (
     FEATURES,
     LABEL,
     SplitIndex,
+    check_fractions,
     chronological_split,
     feature_names,
     labels,
@@ -39,12 +44,15 @@ from tasks.movement.features import (
     walk_forward,
     windows,
 )
+from tasks.options import Result, TaskOptions, default, main_for, one_of, option, positive_int
 from zoo.config import ModelConfig
+from zoo.errors import ConfigError
 
 TASK = "movement"
 OBJECTIVE = ("val_balanced_accuracy", "max")
-QUICK_SAMPLES = 360  # labelled days --quick keeps (the most recent ones)
+QUICK_SAMPLES = 360  # labelled days small_data keeps (the most recent ones)
 SPLITS = ("train", "val", "test")
+CLASS_WEIGHTS = ("balanced", "none")
 
 
 @dataclass
@@ -72,54 +80,115 @@ class TaskData:
         return rows[self.days[split] - self.spec["window"]]
 
 
-def build_parser(prog: str = "seqzoo train movement") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=common.Formatter)
-    g = parser.add_argument_group("data")
-    g.add_argument("--dataset", choices=DATASETS, default="sp500", help="offline daily OHLCV 1999-2018 shipped by arch")
-    g.add_argument("--csv", default=None, help="your daily prices: Yahoo-style (Date,Open,High,Low,Close,Adj Close,Volume) or a date column + one price column")
-    g.add_argument("--price-column", default=None, help="use only this column as the close (price-only features)")
-    g.add_argument("--date-column", default=None, help="date column name (default: Date/Datetime/Timestamp, any case)")
-    g.add_argument("--ticker", default=None, help="download daily prices with yfinance (pip install 'seqzoo[yfinance]'; needs internet)")
-    g.add_argument("--start", default=None, help="first date for --ticker (YYYY-MM-DD)")
-    g.add_argument("--end", default=None, help="end date for --ticker (YYYY-MM-DD)")
-    g.add_argument("--sort-dates", action="store_true", help="sort rows by date instead of failing on unsorted dates (counted)")
-    g.add_argument("--drop-duplicates", action="store_true", help="keep the last row of a repeated date instead of failing (counted)")
-    g.add_argument("--drop-bad-rows", action="store_true", help="drop rows with missing/non-numeric/non-positive values instead of failing (counted)")
-    g = parser.add_argument_group("task")
-    g.add_argument("--window", type=int, default=30, help="days of features per sample (serve takes window + 1 raw rows)")
-    g.add_argument("--val-fraction", type=float, default=0.15, help="validation period: this fraction of labelled days after train")
-    g.add_argument("--test-fraction", type=float, default=0.15, help="test period: the last fraction of labelled days")
-    g.add_argument("--folds", type=int, default=None, help="walk-forward expanding-window folds, each retrained from scratch (default 5, or 0 = skip with --quick)")
-    g.add_argument("--patience", type=int, default=3, help="early stopping patience on val_balanced_accuracy (epochs)")
-    g.add_argument("--class-weight", choices=("balanced", "none"), default="balanced", help="weight up/down days equally in the loss (and in the logistic baseline)")
-    common.add_model_arguments(parser, default_model="gru", default_units=32)
-    common.add_training_arguments(parser, epochs=15, batch_size=64, learning_rate=1e-3)
-    common.add_strategy_argument(parser)
-    return parser
+# ----------------------------------------------------------------------------- API
 
 
-def _check_args(args: argparse.Namespace) -> None:
-    if isinstance(args.window, bool) or args.window < 1:
-        raise ValueError(f"Received --window {args.window}, expected a positive integer (days)")
-    if args.folds is None:
-        args.folds = 0 if args.quick else 5
-    if args.folds != 0 and args.folds < 2:
-        raise ValueError(f"Received --folds {args.folds}, expected 0 (skip walk-forward) or at least 2")
-    if args.patience < 1:
-        raise ValueError(f"Received --patience {args.patience}, expected a positive integer")
+@dataclass(frozen=True)
+class Options(TaskOptions):
+    """Every setting of ``seqzoo train movement``; see :class:`tasks.options.TaskOptions` for the shared ones.
+
+    Prices come from ``csv``, else ``ticker`` (yfinance), else the offline ``dataset``.
+    """
+
+    # Walk-forward retrains a model per fold, so the smoke-run preset skips it.
+    QUICK: ClassVar[dict[str, Any]] = {**TaskOptions.QUICK, "folds": 0}
+
+    # data
+    dataset: str = option("sp500", "offline daily OHLCV 1999-2018 shipped by arch", group="data", choices=DATASETS)
+    csv: str | None = option(
+        None,
+        "your daily prices: Yahoo-style (Date,Open,High,Low,Close,Adj Close,Volume) or a "
+        "date column + one price column (overrides dataset)",
+        group="data",
+    )
+    price_column: str | None = option(None, "use only this column as the close (price-only features)", group="data")
+    date_column: str | None = option(
+        None, "date column name (None: the first of Date/Datetime/Timestamp/Time/Day, any case)", group="data"
+    )
+    ticker: str | None = option(
+        None,
+        "download daily prices with yfinance (pip install 'seqzoo[yfinance]'; needs internet; overrides dataset)",
+        group="data",
+    )
+    start: str | None = option(None, "first date of the ticker download (YYYY-MM-DD)", group="data")
+    end: str | None = option(None, "end date of the ticker download (YYYY-MM-DD)", group="data")
+    sort_dates: bool = option(False, "sort rows by date instead of failing on unsorted dates (counted)", group="data")
+    drop_duplicates: bool = option(
+        False, "keep the last row of a repeated date instead of failing (counted)", group="data"
+    )
+    drop_bad_rows: bool = option(
+        False, "drop rows with missing/non-numeric/non-positive values instead of failing (counted)", group="data"
+    )
+    # task
+    window: int = option(30, "days of features per sample (serve takes window + 1 raw rows)", group="task")
+    val_fraction: float = option(0.15, "validation period: this fraction of labelled days after train", group="task")
+    test_fraction: float = option(0.15, "test period: the last fraction of labelled days", group="task")
+    folds: int = option(
+        5,
+        "walk-forward expanding-window folds, each retrained from scratch (0: skip, as the quick preset does)",
+        group="task",
+    )
+    patience: int = option(3, "early stopping patience on val_balanced_accuracy (epochs)", group="task")
+    class_weight: str = option(
+        "balanced",
+        "balanced: weight up and down days equally in the loss (and in the logistic baseline); none: unweighted",
+        group="task",
+        choices=CLASS_WEIGHTS,
+    )
+    # The task's own defaults for shared settings.
+    model: str = default("model", "gru")
+    units: int = default("units", 32)
+    epochs: int = default("epochs", 15)
+    batch_size: int = default("batch_size", 64)
+    learning_rate: float = default("learning_rate", 1e-3)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        one_of("dataset", self.dataset, DATASETS)
+        if self.csv is not None and self.ticker is not None:
+            raise ConfigError(
+                "ticker",
+                self.ticker,
+                "None when csv is set",
+                "Read prices from csv or download them with ticker, not both",
+            )
+        for name in ("start", "end"):
+            if getattr(self, name) is not None and self.ticker is None:
+                raise ConfigError(
+                    name,
+                    getattr(self, name),
+                    "None unless ticker is set",
+                    "start and end choose the dates of a ticker download",
+                )
+        positive_int("window", self.window)
+        check_fractions(self.val_fraction, self.test_fraction)
+        if isinstance(self.folds, bool) or not isinstance(self.folds, int) or self.folds < 0 or self.folds == 1:
+            raise ConfigError("folds", self.folds, "0 (skip walk-forward) or an integer >= 2")
+        positive_int("patience", self.patience)
+        one_of("class_weight", self.class_weight, CLASS_WEIGHTS)
 
 
 def _dataset(x: np.ndarray, y: np.ndarray, batch_size: int, weights: np.ndarray | None = None, seed: int | None = None):
     import tensorflow as tf
 
-    parts = (x.astype(np.float32), y.astype(np.float32)[:, None]) + (() if weights is None else (weights.astype(np.float32),))
+    parts = (x.astype(np.float32), y.astype(np.float32)[:, None]) + (
+        () if weights is None else (weights.astype(np.float32),)
+    )
     ds = tf.data.Dataset.from_tensor_slices(parts)
     if seed is not None:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def make_data(prices: Prices, window: int, split: SplitIndex, *, batch_size: int = 64, class_weight: str = "balanced", seed: int = 0) -> TaskData:
+def make_data(
+    prices: Prices,
+    window: int,
+    split: SplitIndex,
+    *,
+    batch_size: int = 64,
+    class_weight: str = "balanced",
+    seed: int = 0,
+) -> TaskData:
     """Scaled windows, labels and datasets for one chronological split of ``prices``."""
     import keras
 
@@ -175,15 +244,24 @@ def make_data(prices: Prices, window: int, split: SplitIndex, *, batch_size: int
     )
 
 
-def load_data(args: argparse.Namespace) -> TaskData:
-    """The chronological train/val/test split of the prices ``args`` select."""
-    _check_args(args)
-    prices = load_prices(args)
-    if args.quick:
-        prices = prices.tail(QUICK_SAMPLES + args.window + 1)
-    n = num_samples(len(prices.frame), args.window)
-    split = chronological_split(n, args.val_fraction, args.test_fraction, window=args.window)
-    return make_data(prices, args.window, split, batch_size=args.batch_size, class_weight=args.class_weight, seed=args.seed)
+def load_data(options: Options) -> TaskData:
+    """The chronological train/val/test split of the prices ``options`` select (with ``small_data``, of the
+    last ``QUICK_SAMPLES`` labelled days)."""
+    prices = load_prices(options)
+    if options.small_data:
+        prices = prices.tail(QUICK_SAMPLES + options.window + 1)
+    n = num_samples(len(prices.frame), options.window)
+    split = chronological_split(
+        n, options.val_fraction, options.test_fraction, window=options.window, path=options.csv or None
+    )
+    return make_data(
+        prices,
+        options.window,
+        split,
+        batch_size=options.batch_size,
+        class_weight=options.class_weight,
+        seed=options.seed,
+    )
 
 
 def build_model(config: ModelConfig, data: TaskData):
@@ -209,23 +287,41 @@ def compile(model, data: TaskData, **training_kwargs):  # noqa: A001 - the task-
     return compile_model(model, loss="binary_crossentropy", metrics=["accuracy", BalancedAccuracy()], **training_kwargs)
 
 
-def train(config: ModelConfig, data: TaskData, args: argparse.Namespace, run_dir: Path | None = None, verbose: int | str = "auto", **fit_overrides):
+def train(
+    config: ModelConfig,
+    data: TaskData,
+    options: Options,
+    run_dir: Path | None = None,
+    verbose: int | str = "auto",
+    **fit_overrides,
+):
     """Build, compile and fit with early stopping on val_balanced_accuracy (best weights restored).
 
-    The shared training flags (``--bptt``, gradient-norm monitoring, resume) reach
-    ``zoo.training.fit`` through ``tasks.common.fit_kwargs``; ``fit_overrides`` win.
+    The shared training settings (``bptt``, gradient-norm ``monitor``, ``resume``) reach
+    ``zoo.training.fit`` through ``options.fit_kwargs()``; ``fit_overrides`` win.
     """
     import keras
 
     from zoo.training import fit
 
-    with common.strategy_scope(args):  # --strategy: variables mirrored over the replicas
-        model = compile(build_model(config, data), data, **common.training_kwargs(args))
-    stop = keras.callbacks.EarlyStopping(monitor=OBJECTIVE[0], mode=OBJECTIVE[1], patience=args.patience, restore_best_weights=True)
-    kwargs = {**common.fit_kwargs(args), **fit_overrides}
+    with strategy_scope(options):  # variables mirrored over the replicas
+        model = compile(build_model(config, data), data, **options.training_kwargs())
+    stop = keras.callbacks.EarlyStopping(
+        monitor=OBJECTIVE[0], mode=OBJECTIVE[1], patience=options.patience, restore_best_weights=True
+    )
+    kwargs = {**options.fit_kwargs(), **fit_overrides}
     with warnings.catch_warnings():  # Keras warns that fit's default shuffle=True is moot for a tf.data input
         warnings.filterwarnings("ignore", message=".*shuffle=True.*")
-        history = fit(model, data.train, data.val, epochs=args.epochs, run_dir=run_dir, callbacks=[stop], verbose=verbose, **kwargs)
+        history = fit(
+            model,
+            data.train,
+            data.val,
+            epochs=options.epochs,
+            run_dir=run_dir,
+            callbacks=[stop],
+            verbose=verbose,
+            **kwargs,
+        )
     return model, history
 
 
@@ -241,15 +337,23 @@ def evaluate_split(model, data: TaskData, seed: int = 0) -> tuple[dict, dict[str
     predictions = {ev.MODEL: (predict_up(model, data.x["test"]) > 0.5).astype(int)}
     class_weight = "balanced" if data.spec["class_weight"] == "balanced" else None
     today_up = close[days] > close[days - 1]
-    predictions.update(ev.baseline_predictions(data.x["train"], data.y["train"], data.x["test"], today_up, class_weight=class_weight, seed=seed))
+    predictions.update(
+        ev.baseline_predictions(
+            data.x["train"], data.y["train"], data.x["test"], today_up, class_weight=class_weight, seed=seed
+        )
+    )
     result = ev.evaluate(data.y["test"], predictions, ev.majority_class(data.y["train"]))
     next_log_return = np.log(close[days + 1] / close[days])
-    result["strategy_total_return"] = {name: ev.strategy_returns(next_log_return, pred)["long_flat"] for name, pred in predictions.items()}
-    result["strategy_total_return"]["buy-and-hold"] = ev.strategy_returns(next_log_return, predictions[ev.MODEL])["buy_and_hold"]
+    result["strategy_total_return"] = {
+        name: ev.strategy_returns(next_log_return, pred)["long_flat"] for name, pred in predictions.items()
+    }
+    result["strategy_total_return"]["buy-and-hold"] = ev.strategy_returns(next_log_return, predictions[ev.MODEL])[
+        "buy_and_hold"
+    ]
     return result, predictions
 
 
-def run_walk_forward(config: ModelConfig, prices: Prices, args: argparse.Namespace) -> dict:
+def run_walk_forward(config: ModelConfig, prices: Prices, options: Options, *, verbose: int | str = "auto") -> dict:
     """Retrain from scratch on each expanding window; score every fold and all folds pooled."""
     import tensorflow as tf
     from tqdm import tqdm
@@ -257,13 +361,21 @@ def run_walk_forward(config: ModelConfig, prices: Prices, args: argparse.Namespa
     from tasks.movement import evaluate as ev
 
     tf.get_logger().setLevel("ERROR")  # a fresh model per fold retraces by design; TF would warn about it
-    n = num_samples(len(prices.frame), args.window)
+    n = num_samples(len(prices.frame), options.window)
+    splits = walk_forward(n, options.folds, options.val_fraction)
     folds, pooled_y, pooled = [], [], {}
-    for k, split in enumerate(tqdm(walk_forward(n, args.folds, args.val_fraction), desc="walk-forward folds", unit="fold")):
-        common.set_seed(args.seed + k + 1)
-        data = make_data(prices, args.window, split, batch_size=args.batch_size, class_weight=args.class_weight, seed=args.seed)
-        model, history = train(config, data, args, verbose=0, monitor=False)  # no run folder: nothing to resume
-        result, predictions = evaluate_split(model, data, args.seed)
+    for k, split in enumerate(tqdm(splits, desc="walk-forward folds", unit="fold", disable=verbose == 0)):
+        set_seed(options.seed + k + 1)
+        data = make_data(
+            prices,
+            options.window,
+            split,
+            batch_size=options.batch_size,
+            class_weight=options.class_weight,
+            seed=options.seed,
+        )
+        model, history = train(config, data, options, verbose=0, monitor=False)  # no run folder: nothing to resume
+        result, predictions = evaluate_split(model, data, options.seed)
         folds.append({"fold": k + 1, "splits": data.spec["splits"], "epochs": len(history.epoch), **result})
         pooled_y.append(data.y["test"])
         for name, pred in predictions.items():
@@ -285,11 +397,17 @@ def report_text(data: TaskData, test: dict, walk: dict | None, config: ModelConf
         f"Rows: {prov['rows_read']} read, {prov['rows_used']} used ({prov['first_date']} .. {prov['last_date']}); "
         f"dropped {prov['dropped_bad_rows']} bad rows{' ' + str(prov['bad_rows_by_reason']) if prov['bad_rows_by_reason'] else ''} and {prov['dropped_duplicate_dates']} duplicate dates; "
         f"{prov['reordered_rows']} rows reordered; {prov['gaps_over_4_days']} gaps over 4 calendar days (largest {prov['largest_gap_days']} days)"
-        + (f"; --quick kept the last {prov['quick_cut_to_last_rows']} rows" if "quick_cut_to_last_rows" in prov else "")
+        + (
+            f"; small_data kept the last {prov['quick_cut_to_last_rows']} rows"
+            if "quick_cut_to_last_rows" in prov
+            else ""
+        )
         + ".",
         f"Label: {spec['label']}; {spec['ties']} ties in the labelled days. Features over {spec['window']} days: {', '.join(spec['features'])}.",
         "Splits (chronological): "
-        + "; ".join(f"{k} {v['days']} days {v['first']} .. {v['last']} (up {v['up_fraction']:.1%})" for k, v in s.items()),
+        + "; ".join(
+            f"{k} {v['days']} days {v['first']} .. {v['last']} (up {v['up_fraction']:.1%})" for k, v in s.items()
+        ),
         "",
         f"## Test period ({s['test']['first']} .. {s['test']['last']}, {test['days']} days, up {test['up_fraction']:.1%})",
         "",
@@ -304,14 +422,24 @@ def report_text(data: TaskData, test: dict, walk: dict | None, config: ModelConf
     if walk:
         lines += ["", f"## Walk-forward: {len(walk['folds'])} expanding-window folds, each retrained from scratch", ""]
         names = list(walk["pooled"]["scores"])
-        lines.append("| fold | test days | " + " | ".join(f"{ev.label(n, '')} acc / bal" for n in names) + " | p (model > majority) |")
+        lines.append(
+            "| fold | test days | "
+            + " | ".join(f"{ev.label(n, '')} acc / bal" for n in names)
+            + " | p (model > majority) |"
+        )
         lines.append("|---|---|" + "---:|" * (len(names) + 1))
         for f in walk["folds"]:
             t = f["splits"]["test"]
-            cells = " | ".join(f"{f['scores'][n]['accuracy']:.3f} / {f['scores'][n]['balanced_accuracy']:.3f}" for n in names)
-            lines.append(f"| {f['fold']} | {t['first']} .. {t['last']} ({t['days']}, majority {f['majority']}) | {cells} | {f['binomial_test']['p_value']:.3g} |")
+            cells = " | ".join(
+                f"{f['scores'][n]['accuracy']:.3f} / {f['scores'][n]['balanced_accuracy']:.3f}" for n in names
+            )
+            lines.append(
+                f"| {f['fold']} | {t['first']} .. {t['last']} ({t['days']}, majority {f['majority']}) | {cells} | {f['binomial_test']['p_value']:.3g} |"
+            )
         p = walk["pooled"]
-        cells = " | ".join(f"{p['scores'][n]['accuracy']:.3f} / {p['scores'][n]['balanced_accuracy']:.3f}" for n in names)
+        cells = " | ".join(
+            f"{p['scores'][n]['accuracy']:.3f} / {p['scores'][n]['balanced_accuracy']:.3f}" for n in names
+        )
         lines.append(f"| pooled | {p['days']} | {cells} | {p['binomial_test']['p_value']:.3g} |")
         lines += ["", f"**Walk-forward pooled: {p['verdict']}**"]
     return "\n".join(lines) + "\n"
@@ -328,7 +456,9 @@ def preprocessor(data: TaskData):
     return keras.Model(rows, data.scaler(features), name="movement_preprocessor")
 
 
-def export_model(model, data: TaskData, config: ModelConfig, args: argparse.Namespace, metrics: dict, files: dict[str, bytes]) -> Path:
+def export_model(
+    model, data: TaskData, config: ModelConfig, options: Options, metrics: dict, files: dict[str, bytes]
+) -> Path:
     """SavedModel whose ``serve`` maps raw daily rows to P(up); ``features`` returns the scaled features."""
     import tensorflow as tf
 
@@ -345,60 +475,121 @@ def export_model(model, data: TaskData, config: ModelConfig, args: argparse.Name
         f"oldest first, columns {data.spec['columns']} (prices split/dividend-adjusted, positive) -> P(next close > last close), shape (batch,)",
         "features": "same rows -> the scaled features the model sees, (batch, window, F)",
     }
+    hyperparameters = ("window", "epochs", "batch_size", "learning_rate", "patience", "class_weight", "seed", "folds")
     card = {
         "data": data.provenance,
         "spec": data.spec,
         "serving": serving,
         "metrics": metrics,
-        "hyperparameters": {k: getattr(args, k) for k in ("window", "epochs", "batch_size", "learning_rate", "patience", "class_weight", "seed", "folds")},
+        "hyperparameters": {k: getattr(options, k) for k in hyperparameters},
     }
-    return export(model, task=TASK, config=config, root=saved_models_root(args.saved_models), endpoints=endpoints, track=[pre], card=card, files=files)
+    root = saved_models_root(options.saved_models)
+    return export(model, task=TASK, config=config, root=root, endpoints=endpoints, track=[pre], card=card, files=files)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(options: Options, *, verbose: int | str = "auto") -> Result:
+    """Train with early stopping, score the test period (and ``folds`` walk-forward folds) against the
+    baselines, write report.md, report.json and the plots into the run folder, and (unless ``export=False``)
+    export. Prints nothing but progress (``verbose``) -- :func:`report` prints the summary."""
     from tasks.movement import evaluate as ev
 
-    if args.quick:
-        args.epochs = 1
-    common.distribution_strategy(getattr(args, "strategy", "none"))  # first: before any other TensorFlow op
-    common.set_seed(args.seed)
-    data = load_data(args)
-    config = common.config_from_args(args, return_sequences=False)
-    out_dir = common.resolve_run_dir(args, TASK, config.model)
-    print(f"{data.provenance['source']}: {data.provenance['rows_used']} rows; splits {json.dumps(data.spec['splits'])}")
-    model, _ = train(config, data, args, out_dir)
-    test, predictions = evaluate_split(model, data, args.seed)
-    walk = run_walk_forward(config, data.prices, args) if args.folds else None
+    strategy = distribution_strategy(options.strategy)  # first: before any other TensorFlow op
+    set_seed(options.seed)
+    start = time.perf_counter()
+    data = load_data(options)
+    if options.folds:  # too few days for the folds fails now, not after the main training
+        walk_forward(num_samples(len(data.prices.frame), options.window), options.folds, options.val_fraction)
+    config = options.model_config()
+    folder = resolve_run_dir(options, TASK, config.model)
+    model, history = train(config, data, options, folder, verbose=verbose)
+    test, predictions = evaluate_split(model, data, options.seed)
+    walk = run_walk_forward(config, data.prices, options, verbose=verbose) if options.folds else None
     text = report_text(data, test, walk, config)
-    print("\n" + text)
 
     days = data.days["test"]
     dates, close = data.prices.frame.index, data.prices.close
     title = f"{config.model} on {data.provenance['source']}, test period"
     plots = [
-        ev.plot_directions(dates[days], close[days], predictions[ev.MODEL], out_dir / "directions.png", title),
+        ev.plot_directions(dates[days], close[days], predictions[ev.MODEL], folder / "directions.png", title),
         ev.plot_strategy(
             dates[days + 1],
             np.log(close[days + 1] / close[days]),
             {k: v for k, v in predictions.items() if k in (ev.MODEL, ev.LOGISTIC)},
-            out_dir / "strategy.png",
+            folder / "strategy.png",
             "Long/flat vs buy-and-hold, test period",
         ),
     ]
-    metrics = {"test": test, "walk_forward": walk}
-    (out_dir / "report.md").write_text(text)
-    (out_dir / "report.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    print(f"report and plots: {out_dir}")
-    if not args.no_export:
+    evaluation = {"test": test, "walk_forward": walk}
+    (folder / "report.md").write_text(text)
+    (folder / "report.json").write_text(json.dumps(evaluation, indent=2) + "\n")
+    exported = None
+    if options.export:
         files = {p.name: p.read_bytes() for p in plots} | {"report.md": text}
-        path = export_model(model, data, config, args, metrics, files)
-        print(f"exported: {path}")
-    return 0
+        exported = export_model(model, data, config, options, evaluation, files)
+
+    ours, skill = test["scores"][ev.MODEL], test["binomial_test"]
+    metrics = {
+        "accuracy": ours["accuracy"],
+        "balanced_accuracy": ours["balanced_accuracy"],
+        "predicted_up": ours["predicted_up"],
+        "p_value": skill["p_value"],  # one-sided binomial test against the train majority's accuracy
+        "skill": skill["skill"],
+        "test_days": test["days"],
+        "up_fraction": test["up_fraction"],
+        "strategy_total_return": test["strategy_total_return"][ev.MODEL],
+        # the best epoch's: early stopping restores its weights
+        "val_balanced_accuracy": float(max(history.history[OBJECTIVE[0]])),
+    }
+    if walk is not None:
+        pooled = walk["pooled"]
+        metrics |= {
+            "walk_forward_accuracy": pooled["scores"][ev.MODEL]["accuracy"],
+            "walk_forward_balanced_accuracy": pooled["scores"][ev.MODEL]["balanced_accuracy"],
+            "walk_forward_p_value": pooled["binomial_test"]["p_value"],
+        }
+    metrics["train_seconds"] = round(time.perf_counter() - start, 1)
+    baselines = {
+        name: {**scores, "strategy_total_return": test["strategy_total_return"][name]}
+        for name, scores in test["scores"].items()
+        if name != ev.MODEL
+    }
+    details = {
+        "data": data,
+        "config": config,
+        "test": test,
+        "walk_forward": walk,
+        "predictions": predictions,
+        "report": text,
+        "plots": plots,
+        "epochs": len(history.epoch),
+        "params": int(model.count_params()),
+        "replicas": 1 if strategy is None else int(strategy.num_replicas_in_sync),
+    }
+    return Result(
+        model=model,
+        history=history,
+        metrics=metrics,
+        baselines=baselines,
+        export=exported,
+        run_dir=folder,
+        options=options,
+        details=details,
+    )
 
 
-def main(argv=None, prog: str = "seqzoo train movement") -> int:
-    common.quiet_tensorflow()
-    return common.cli(run, build_parser(prog), argv)
+def report(result: Result) -> None:
+    """The summary ``seqzoo train movement`` prints: the data, the Markdown report, where it is written."""
+    data = result.details["data"]
+    print(f"{data.provenance['source']}: {data.provenance['rows_used']} rows; splits {json.dumps(data.spec['splits'])}")
+    print("\n" + result.details["report"])
+    print(f"report and plots: {result.run_dir}")
+    if result.export is not None:
+        print(f"exported: {result.export}")
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "seqzoo train movement") -> int:
+    quiet_tensorflow()
+    return main_for(Options, run, report, argv, prog, description=__doc__)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,11 @@
 Every source ends in the same validated :class:`Prices`: a strictly increasing
 date index and positive float columns taken from ``RAW_COLUMNS`` (``close``
 always; ``open``/``high``/``low`` together; ``volume`` when present). Nothing is
-dropped or reordered unless a flag asks for it, and then it is counted in
-``Prices.provenance``.
+dropped or reordered unless a setting (``drop_bad_rows``, ``drop_duplicates``,
+``sort_dates``) asks for it, and then it is counted in ``Prices.provenance``.
+A problem in a CSV file is a :class:`zoo.errors.FileProblem` that names the file
+and the fix; a setting that does not fit the data is a :class:`zoo.errors.ConfigError`
+that names the setting.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from zoo.errors import ConfigError, FileProblem
 
 RAW_COLUMNS = ("open", "high", "low", "close", "volume")
 OHLC = ("open", "high", "low", "close")
@@ -41,18 +46,23 @@ class Prices:
         return self.frame["close"].to_numpy(np.float64)
 
     def tail(self, rows: int) -> Prices:
-        """The last ``rows`` rows (``--quick``), with the cut recorded."""
+        """The last ``rows`` rows (``small_data``), with the cut recorded."""
         if rows >= len(self.frame):
             return self
         frame = self.frame.iloc[-rows:]
-        prov = {**self.provenance, "rows_used": rows, "quick_cut_to_last_rows": rows, "first_date": str(frame.index[0].date())}
+        prov = {
+            **self.provenance,
+            "rows_used": rows,
+            "quick_cut_to_last_rows": rows,
+            "first_date": str(frame.index[0].date()),
+        }
         return Prices(frame, prov)
 
 
 def load_arch(name: str) -> pd.DataFrame:
     """Daily OHLCV 1999-2018 that the ``arch`` package ships (``sp500`` or ``nasdaq``)."""
     if name not in DATASETS:
-        raise ValueError(f"Unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+        raise ConfigError("dataset", name, "one of " + ", ".join(DATASETS))
     import importlib
 
     return importlib.import_module(f"arch.data.{name}").load().reset_index()
@@ -61,33 +71,47 @@ def load_arch(name: str) -> pd.DataFrame:
 def read_csv(path: str | os.PathLike) -> pd.DataFrame:
     """A CSV as strings (so non-numeric cells can be reported, not silently parsed)."""
     if not os.path.exists(path):
-        raise FileNotFoundError(f"CSV file {str(path)!r} does not exist; check --csv")
+        raise FileNotFoundError(f"CSV file {str(path)!r} does not exist; check the path given as csv")
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
     except pd.errors.EmptyDataError:
-        raise ValueError(f"CSV file {str(path)!r} is empty; expected a header (e.g. Date,Close) and daily rows") from None
+        raise FileProblem(
+            path, "the file is empty", "Write a header (e.g. Date,Close) and daily rows into it"
+        ) from None
     except pd.errors.ParserError as exc:
-        raise ValueError(f"CSV file {str(path)!r} could not be parsed: {exc}") from None
+        raise FileProblem(
+            path, f"it could not be parsed as CSV ({exc})", "Check that it is comma-separated text with one header row"
+        ) from None
     return frame
 
 
 def download(ticker: str, start: str | None = None, end: str | None = None) -> pd.DataFrame:
     """Daily OHLCV for ``ticker`` from Yahoo Finance via the optional ``yfinance`` package."""
+    offline = "read prices offline with csv=PATH or dataset='sp500' / 'nasdaq' instead"
     try:
         import yfinance as yf
     except ImportError:
-        raise ValueError(
-            "--ticker needs the optional yfinance package: pip install 'seqzoo[yfinance]' "
-            "(or use --csv PATH / --dataset sp500|nasdaq offline)"
+        raise ConfigError(
+            "ticker",
+            ticker,
+            "set only where the optional yfinance package is installed",
+            f"Install it with pip install 'seqzoo[yfinance]', or {offline}",
         ) from None
     try:
         frame = yf.download(ticker, start=start, end=end, auto_adjust=False, progress=False)
     except Exception as exc:  # network and API errors come in many types
-        raise ValueError(f"Downloading {ticker!r} with yfinance failed ({exc}); are you offline? Use --csv or --dataset") from None
+        raise ConfigError(
+            "ticker",
+            ticker,
+            "a symbol yfinance can download",
+            f"The download failed ({exc}); are you offline? Or {offline}",
+        ) from None
     if frame is None or frame.empty:
-        raise ValueError(
-            f"yfinance returned no rows for {ticker!r} (unknown ticker, empty date range, or offline); "
-            "use --csv PATH or --dataset sp500|nasdaq"
+        raise ConfigError(
+            "ticker",
+            ticker,
+            "a symbol with daily rows between start and end",
+            f"yfinance returned no rows (unknown ticker, empty date range, or offline); {offline}",
         )
     if isinstance(frame.columns, pd.MultiIndex):
         frame.columns = frame.columns.get_level_values(0)
@@ -99,27 +123,40 @@ def _find(columns: list[str], name: str) -> str | None:
     return by_lower.get(name.strip().lower())
 
 
-def _date_column(frame: pd.DataFrame, date_column: str | None) -> str:
+def _problem(source: str, path: str | os.PathLike | None, problem: str, fix: str) -> ValueError:
+    """A problem in the rows: a :class:`FileProblem` naming the file when they came from one."""
+    if path is not None:
+        return FileProblem(path, problem, fix)
+    return ValueError(f"{source}: {problem}. {fix}")
+
+
+def _date_column(frame: pd.DataFrame, date_column: str | None, source: str, path) -> str:
     columns = list(frame.columns)
     if date_column is not None:
         found = _find(columns, date_column)
         if found is None:
-            raise ValueError(f"No date column {date_column!r}; the columns are {columns}. Fix --date-column")
+            raise ConfigError("date_column", date_column, f"a column of {source}", f"Its columns are {columns}")
         return found
     for name in _DATE_NAMES:
         found = _find(columns, name)
         if found is not None:
             return found
-    raise ValueError(f"No date column found among {columns}; name it Date or pass --date-column NAME")
+    raise _problem(
+        source, path, f"no date column found among {columns}", "Name it Date, or set date_column to its name"
+    )
 
 
-def _price_columns(frame: pd.DataFrame, date: str, price_column: str | None) -> tuple[dict[str, str], str | None]:
+def _price_columns(
+    frame: pd.DataFrame, date: str, price_column: str | None, source: str, path
+) -> tuple[dict[str, str], str | None]:
     """Map our raw column names to the frame's, and the adjusted-close column if used."""
     columns = [c for c in frame.columns if c != date]
     if price_column is not None:
         found = _find(columns, price_column)
         if found is None:
-            raise ValueError(f"No price column {price_column!r}; the columns are {columns}. Fix --price-column")
+            raise ConfigError(
+                "price_column", price_column, f"a column of {source}", f"Its columns besides the date are {columns}"
+            )
         return {"close": found}, None
     found = {name: _find(columns, name) for name in RAW_COLUMNS}
     adj = _find(columns, "adj close") or _find(columns, "adj_close") or _find(columns, "adjclose")
@@ -131,9 +168,12 @@ def _price_columns(frame: pd.DataFrame, date: str, price_column: str | None) -> 
     elif len(columns) == 1:
         return {"close": columns[0]}, None
     else:
-        raise ValueError(
-            f"No price column: found columns {columns}. Provide Yahoo-style Open,High,Low,Close[,Adj Close,Volume] "
-            "or a date column plus one price column named with --price-column NAME"
+        raise _problem(
+            source,
+            path,
+            f"No price column: found columns {columns}",
+            "Provide Yahoo-style Open,High,Low,Close[,Adj Close,Volume], or a date column plus one price column "
+            "named by price_column",
         )
     if found["volume"]:
         mapping["volume"] = found["volume"]
@@ -150,6 +190,7 @@ def prepare(
     frame: pd.DataFrame,
     source: str,
     *,
+    path: str | os.PathLike | None = None,
     date_column: str | None = None,
     price_column: str | None = None,
     sort_dates: bool = False,
@@ -161,13 +202,16 @@ def prepare(
     Bad rows (unparseable date, missing/non-numeric/non-positive price, missing/
     non-numeric/negative volume) are dropped only with ``drop_bad_rows``,
     unsorted dates are sorted only with ``sort_dates``, and duplicate dates keep
-    their last row only with ``drop_duplicates``; each is counted.
+    their last row only with ``drop_duplicates``; each is counted. ``path``: the
+    file the rows were read from, so that a problem in them is a
+    :class:`FileProblem` naming it (rows from elsewhere give a ``ValueError``
+    naming ``source``).
     """
     if len(frame) == 0:
-        raise ValueError(f"{source} has no data rows; expected daily rows under a header")
+        raise _problem(source, path, "no data rows", "Add daily rows under the header (e.g. Date,Close)")
     frame = frame.reset_index(drop=True)
-    date = _date_column(frame, date_column)
-    mapping, adj = _price_columns(frame, date, price_column)
+    date = _date_column(frame, date_column, source, path)
+    mapping, adj = _price_columns(frame, date, price_column, source, path)
     used = {**mapping, **({"adj_close": adj} if adj else {})}
 
     dates = pd.to_datetime(frame[date], errors="coerce")
@@ -188,7 +232,11 @@ def prepare(
             is_missing, number = raw.isna(), pd.to_numeric(raw, errors="coerce")
         non_numeric = frame.index[(number.isna() & ~is_missing) | np.isinf(number)]
         low = frame.index[number < 0] if ours == "volume" else frame.index[number <= 0]
-        checks = (("missing", frame.index[is_missing]), ("non-numeric", non_numeric), ("negative" if ours == "volume" else "zero or negative", low))
+        checks = (
+            ("missing", frame.index[is_missing]),
+            ("non-numeric", non_numeric),
+            ("negative" if ours == "volume" else "zero or negative", low),
+        )
         for reason, rows in checks:
             if len(rows):
                 problems[f"{reason} {theirs}"] = rows
@@ -196,8 +244,11 @@ def prepare(
         values[ours] = number.astype(np.float64)
     bad = pd.Index(sorted(set().union(*problems.values()))) if problems else pd.Index([])
     if len(bad) and not drop_bad_rows:
-        raise ValueError(
-            f"{source}: " + "; ".join(messages) + f". Fix the data, or pass --drop-bad-rows to drop these {len(bad)} rows (they are counted)"
+        raise _problem(
+            source,
+            path,
+            "; ".join(messages),
+            f"Fix the data, or set drop_bad_rows=True to drop these {len(bad)} rows (they are counted)",
         )
 
     out = pd.DataFrame(values)
@@ -210,15 +261,18 @@ def prepare(
     out = out.loc[~frame.index.isin(bad)]
     out = out[[c for c in RAW_COLUMNS if c in out]]
     if out.empty:
-        raise ValueError(f"{source}: no valid rows left after dropping {len(bad)} bad rows")
+        raise _problem(source, path, f"no valid rows left after dropping {len(bad)} bad rows", "Fix the data")
 
     reordered = 0
     if not out.index.is_monotonic_increasing:
         position = int(np.argmax(out.index[1:] < out.index[:-1])) + 1
         if not sort_dates:
-            raise ValueError(
-                f"{source}: dates are not in ascending order ({out.index[position].date()} comes after "
-                f"{out.index[position - 1].date()}); sort the file or pass --sort-dates (the reordering is counted)"
+            raise _problem(
+                source,
+                path,
+                f"dates are not in ascending order ({out.index[position].date()} comes after "
+                f"{out.index[position - 1].date()})",
+                "Sort the file, or set sort_dates=True (the reordering is counted)",
             )
         order = np.argsort(out.index.to_numpy(), kind="stable")
         reordered = int((order != np.arange(len(order))).sum())
@@ -226,9 +280,11 @@ def prepare(
     duplicated = out.index.duplicated(keep="last")
     if duplicated.any() and not drop_duplicates:
         first = out.index[duplicated][0].date()
-        raise ValueError(
-            f"{source}: {int(duplicated.sum())} duplicate dates (first: {first}); remove them or pass "
-            "--drop-duplicates to keep the last row of each date (they are counted)"
+        raise _problem(
+            source,
+            path,
+            f"{int(duplicated.sum())} duplicate dates (first: {first})",
+            "Remove them, or set drop_duplicates=True to keep the last row of each date (they are counted)",
         )
     out = out[~duplicated]
 
@@ -254,22 +310,26 @@ def prepare(
     return Prices(out, provenance)
 
 
-def load_prices(args) -> Prices:
-    """The rows that ``--csv`` / ``--ticker`` / ``--dataset`` select, validated."""
-    if args.csv and args.ticker:
-        raise ValueError("Pass --csv or --ticker, not both")
-    if args.csv:
-        raw, source = read_csv(args.csv), f"CSV {args.csv}"
-    elif args.ticker:
-        raw, source = download(args.ticker, args.start, args.end), f"yfinance {args.ticker}"
+def load_prices(options) -> Prices:
+    """The rows that ``options.csv`` / ``options.ticker`` / ``options.dataset`` select, validated.
+
+    ``options``: a :class:`tasks.movement.Options` (which refuses ``csv`` and ``ticker`` together), or
+    anything with its data fields.
+    """
+    path = None
+    if options.csv:
+        raw, source, path = read_csv(options.csv), f"CSV {options.csv}", options.csv
+    elif options.ticker:
+        raw, source = download(options.ticker, options.start, options.end), f"yfinance {options.ticker}"
     else:
-        raw, source = load_arch(args.dataset), f"arch.data.{args.dataset} (daily OHLCV)"
+        raw, source = load_arch(options.dataset), f"arch.data.{options.dataset} (daily OHLCV)"
     return prepare(
         raw,
         source,
-        date_column=args.date_column,
-        price_column=args.price_column,
-        sort_dates=args.sort_dates,
-        drop_duplicates=args.drop_duplicates,
-        drop_bad_rows=args.drop_bad_rows,
+        path=path,
+        date_column=options.date_column,
+        price_column=options.price_column,
+        sort_dates=options.sort_dates,
+        drop_duplicates=options.drop_duplicates,
+        drop_bad_rows=options.drop_bad_rows,
     )

@@ -38,7 +38,11 @@ class BalancedAccuracy(keras.metrics.Metric):
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_true = ops.reshape(ops.cast(y_true, "int32"), (-1,))
         y_pred = ops.reshape(ops.cast(y_pred > self.threshold, "int32"), (-1,))
-        weight = ops.ones_like(y_true, "float32") if sample_weight is None else ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
+        weight = (
+            ops.ones_like(y_true, "float32")
+            if sample_weight is None
+            else ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
+        )
         cells = ops.one_hot(2 * y_true + y_pred, 4) * weight[:, None]
         self.counts.assign_add(ops.sum(cells, axis=0))
 
@@ -62,13 +66,15 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     y_true, y_pred = np.asarray(y_true).astype(int), np.asarray(y_pred).astype(int)
     return {
         "accuracy": float((y_true == y_pred).mean()),
-        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)) if len(set(y_true)) > 1 else float((y_true == y_pred).mean()),
+        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred))
+        if len(set(y_true)) > 1
+        else float((y_true == y_pred).mean()),
         "predicted_up": float(y_pred.mean()),
     }
 
 
 def majority_class(y_train: np.ndarray) -> str:
-    """"up" when the training period has at least as many up days as down days."""
+    """ "up" when the training period has at least as many up days as down days."""
     return "up" if np.mean(y_train) >= 0.5 else "down"
 
 
@@ -82,7 +88,13 @@ def label(name: str, majority: str) -> str:
 
 
 def baseline_predictions(
-    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, today_up: np.ndarray, *, class_weight: str | None, seed: int = 0
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    today_up: np.ndarray,
+    *,
+    class_weight: str | None,
+    seed: int = 0,
 ) -> dict[str, np.ndarray]:
     """Majority class, persistence and logistic regression on the same windows and test days."""
     from sklearn.linear_model import LogisticRegression
@@ -103,7 +115,13 @@ def skill_test(y_true: np.ndarray, y_pred: np.ndarray, baseline_rate: float) -> 
 
     correct, n = int((np.asarray(y_true) == np.asarray(y_pred)).sum()), len(y_true)
     p_value = float(binomtest(correct, n, p=float(baseline_rate), alternative="greater").pvalue)
-    return {"correct": correct, "n": n, "baseline_rate": float(baseline_rate), "p_value": p_value, "skill": p_value < ALPHA}
+    return {
+        "correct": correct,
+        "n": n,
+        "baseline_rate": float(baseline_rate),
+        "p_value": p_value,
+        "skill": p_value < ALPHA,
+    }
 
 
 def verdict(test: dict, baseline: str) -> str:
@@ -150,7 +168,9 @@ def strategy_returns(next_log_return: np.ndarray, pred: np.ndarray) -> dict[str,
 def table(evaluation: dict) -> str:
     rows = ["| predictor | accuracy | balanced accuracy | predicted up |", "|---|---:|---:|---:|"]
     for name, s in evaluation["scores"].items():
-        rows.append(f"| {label(name, evaluation['majority'])} | {s['accuracy']:.3f} | {s['balanced_accuracy']:.3f} | {s['predicted_up']:.2f} |")
+        rows.append(
+            f"| {label(name, evaluation['majority'])} | {s['accuracy']:.3f} | {s['balanced_accuracy']:.3f} | {s['predicted_up']:.2f} |"
+        )
     return "\n".join(rows)
 
 

@@ -11,11 +11,14 @@ The scaler is fitted on the features of the days inside training windows only.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import keras
 import numpy as np
 from keras import ops
+
+from zoo.errors import ConfigError, FileProblem
 
 # name: (raw columns it needs, definition); the order is the feature order.
 FEATURES = {
@@ -114,24 +117,73 @@ class SplitIndex:
 MIN_SAMPLES = {"train": 20, "val": 5, "test": 10}
 
 
-def chronological_split(n: int, val_fraction: float, test_fraction: float, *, window: int) -> SplitIndex:
-    """Train, then validation, then test, in time order; each large enough to mean something."""
+def check_fractions(val_fraction: float, test_fraction: float) -> None:
+    """Both periods in (0, 1), with room left for the training period."""
     for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not 0 < value < 1:
-            raise ValueError(f"Received --{name.replace('_', '-')} {value}, expected a fraction in (0, 1)")
-    n_test, n_val = round(n * test_fraction), round(n * val_fraction)
-    split = SplitIndex(n - n_test - n_val, n - n_test, n)
-    sizes = {"train": split.train, "val": n_val, "test": n_test}
-    if n <= 0 or any(sizes[k] < MIN_SAMPLES[k] for k in sizes):
-        train_fraction = max(1 - val_fraction - test_fraction, 1e-9)
-        need = math.ceil(max(MIN_SAMPLES["test"] / test_fraction, MIN_SAMPLES["val"] / val_fraction, MIN_SAMPLES["train"] / train_fraction))
-        got = f"{n} labelled days split into {sizes}" if n > 0 else "no labelled days"
-        raise ValueError(
-            f"Too few rows: {n + window + 1} daily rows with --window {window} give {got}, but the split needs "
-            f"at least {MIN_SAMPLES} days, i.e. about {need + window + 1} rows with these fractions. "
-            "Provide a longer history or lower --window"
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise ConfigError(name, value, "a number in (0, 1)")
+    if val_fraction + test_fraction >= 1:
+        raise ConfigError(
+            "test_fraction",
+            test_fraction,
+            f"below 1 - val_fraction = {1 - val_fraction:g}",
+            "The training period is what the validation and test periods leave",
         )
-    return split
+
+
+def _split_sizes(n: int, val_fraction: float, test_fraction: float) -> dict[str, int]:
+    n_test, n_val = round(n * test_fraction), round(n * val_fraction)
+    return {"train": n - n_test - n_val, "val": n_val, "test": n_test}
+
+
+def _large_enough(sizes: dict[str, int]) -> bool:
+    return all(sizes[k] >= MIN_SAMPLES[k] for k in sizes)
+
+
+def chronological_split(
+    n: int, val_fraction: float, test_fraction: float, *, window: int, path: str | os.PathLike | None = None
+) -> SplitIndex:
+    """Train, then validation, then test, in time order; each large enough to mean something.
+
+    Too few days for the split is a :class:`ConfigError` on ``window`` when a shorter
+    window leaves enough; otherwise the history itself is too short: a
+    :class:`FileProblem` naming ``path`` (the prices' file, if any), else a ``ValueError``.
+    """
+    check_fractions(val_fraction, test_fraction)
+    sizes = _split_sizes(n, val_fraction, test_fraction)
+    if n > 0 and _large_enough(sizes):
+        return SplitIndex(sizes["train"], sizes["train"] + sizes["val"], n)
+    rows = n + window + 1
+    train_fraction = 1 - val_fraction - test_fraction
+    need = math.ceil(
+        max(
+            MIN_SAMPLES["test"] / test_fraction,
+            MIN_SAMPLES["val"] / val_fraction,
+            MIN_SAMPLES["train"] / train_fraction,
+        )
+    )
+    got = f"{n} labelled days split into {sizes}" if n > 0 else "no labelled days"
+    problem = (
+        f"Too few rows: {rows} daily rows with window {window} give {got}, but the split needs at least "
+        f"{MIN_SAMPLES} days, i.e. about {need + window + 1} rows with these fractions"
+    )
+    # Samples are rows - 1 - window: the largest window that leaves every period its minimum.
+    fits = [
+        w
+        for w in range(window - 1, 0, -1)
+        if rows - 1 - w > 0 and _large_enough(_split_sizes(rows - 1 - w, val_fraction, test_fraction))
+    ]
+    if fits:
+        raise ConfigError(
+            "window",
+            window,
+            f"at most {fits[0]} for {rows} daily rows",
+            problem + "; provide a longer history or a shorter window",
+        )
+    fix = "Provide a longer history (even window=1 leaves too few days)"
+    if path is not None:
+        raise FileProblem(path, problem, fix)
+    raise ValueError(f"{problem}. {fix}")
 
 
 def walk_forward(n: int, folds: int, val_fraction: float) -> list[SplitIndex]:
@@ -144,10 +196,19 @@ def walk_forward(n: int, folds: int, val_fraction: float) -> list[SplitIndex]:
     from sklearn.model_selection import TimeSeriesSplit
 
     block = n // (folds + 1)
-    if block < MIN_SAMPLES["test"] or block < MIN_SAMPLES["train"] + MIN_SAMPLES["val"]:
-        raise ValueError(
-            f"Too few labelled days ({n}) for --folds {folds}: each of the {folds + 1} blocks would hold {block} days, "
-            f"but at least {MIN_SAMPLES['train'] + MIN_SAMPLES['val']} are needed; lower --folds, or --folds 0 to skip walk-forward"
+    least = max(MIN_SAMPLES["test"], MIN_SAMPLES["train"] + MIN_SAMPLES["val"])
+    if block < least:
+        most = n // least - 1  # the most folds whose blocks still hold `least` days
+        expected = (
+            f"at most {most} for {n} labelled days, or 0 to skip walk-forward"
+            if most >= 2
+            else f"0 (skip walk-forward): {n} labelled days are too few for 2 folds"
+        )
+        raise ConfigError(
+            "folds",
+            folds,
+            expected,
+            f"Each of the {folds + 1} blocks would hold {block} days, but a fold needs at least {least}",
         )
     out = []
     for train_idx, test_idx in TimeSeriesSplit(n_splits=folds).split(np.arange(n)):
