@@ -60,7 +60,7 @@ class ScalarWriter:
 
     def _write(self, split: str, events) -> None:
         """``events``: (step, [(tag, value), ...]), one raw event per step. No traced function:
-        tracing one with a summary op per value cost 0.6-0.8 s on a run's first epoch."""
+        tracing one with a summary op per value would slow a run's first epoch noticeably."""
         writer = self._writer(split)
         with writer.as_default():
             for step, scalars in events:
@@ -156,8 +156,8 @@ class GradientStats:
 
 def _gate_sum_sq(g, gates: int, units: int):
     """(gates,): the squared norm of each gate's block of columns of a (..., gates * units)
-    gradient, summed over the leading axes first. Reducing a (-1, gates, units) view over
-    axes 0 and 2 instead made all statistics of a bf16 char LSTM 256 take 2.9 ms, not 1.8 ms."""
+    gradient, summed over the leading axes first: one reduction over rows, then a tiny one over
+    the columns, which is faster than reducing a (-1, gates, units) view over axes 0 and 2."""
     square = tf.square(tf.cast(g, tf.float32))
     columns = tf.reduce_sum(square, axis=list(range(square.shape.rank - 1)))
     return tf.reduce_sum(tf.reshape(columns, [gates, units]), axis=1)
