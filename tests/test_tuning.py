@@ -7,7 +7,6 @@ take seconds; ``python -m tuning test_tuning`` imports it by module path.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tasks.common import add_model_arguments, add_training_arguments, cli, config_from_args, training_kwargs
+from tasks.options import Result, TaskOptions, default, main_for, option, positive_int
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
@@ -35,6 +34,20 @@ OBJECTIVE = ("val_accuracy", "max")
 T, F = 8, 3
 
 
+@dataclass(frozen=True)
+class Options(TaskOptions):
+    """The toy task's settings: is the first channel's sum positive?"""
+
+    samples: int = option(256, "training sequences", group="data")
+    units: int = default("units", 8)
+    epochs: int = default("epochs", 2)
+    batch_size: int = default("batch_size", 32)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        positive_int("samples", self.samples)
+
+
 @dataclass
 class ToyData:
     train: Any
@@ -44,26 +57,19 @@ class ToyData:
     provenance: dict = field(default_factory=dict)
 
 
-def build_parser(prog: str = "toy") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="toy task: is the first channel's sum positive?")
-    parser.add_argument("--samples", type=int, default=256, help="training sequences")
-    add_model_arguments(parser, default_units=8)
-    add_training_arguments(parser, epochs=2, batch_size=32)
-    return parser
-
-
-def load_data(args) -> ToyData:
+def load_data(options: Options) -> ToyData:
     import tensorflow as tf
 
-    rng = np.random.default_rng(args.seed)
+    rng = np.random.default_rng(options.seed)
 
     def split(n):
         x = rng.normal(size=(n, T, F)).astype("float32")
         y = (x[:, :, 0].sum(axis=1) > 0).astype("int32")
-        return tf.data.Dataset.from_tensor_slices((x, y)).batch(args.batch_size)
+        return tf.data.Dataset.from_tensor_slices((x, y)).batch(options.batch_size)
 
-    return ToyData(split(args.samples), split(64), split(64), {"timesteps": T, "features": F},
-                   {"source": "synthetic", "seed": args.seed})
+    samples = min(options.samples, 64) if options.small_data else options.samples
+    return ToyData(split(samples), split(64), split(64), {"timesteps": T, "features": F},
+                   {"source": "synthetic", "seed": options.seed})
 
 
 def build_model(config, data):
@@ -82,21 +88,30 @@ def compile(model, data, **kwargs):  # noqa: A001 (the task API's name)
     return compile_model(model, loss="sparse_categorical_crossentropy", metrics=["accuracy"], **kwargs)
 
 
-def run(args) -> int:
+def run(options: Options) -> Result:
+    from tasks.common import resolve_run_dir
     from tasks.export import export, saved_models_root
     from zoo.training import fit
 
-    data = load_data(args)
-    config = config_from_args(args, return_sequences=False)
-    model = compile(build_model(config, data), data, **training_kwargs(args))
-    fit(model, data.train, data.val, epochs=1 if args.quick else args.epochs, verbose=0)
-    if not args.no_export:
-        print(export(model, task=TASK, config=config, root=saved_models_root(args.saved_models)))
-    return 0
+    data = load_data(options)
+    config = options.model_config()
+    model = compile(build_model(config, data), data, **options.training_kwargs())
+    folder = resolve_run_dir(options, TASK, config.model)
+    history = fit(model, data.train, data.val, epochs=options.epochs, run_dir=folder, verbose=0,
+                  **options.fit_kwargs())
+    metrics = {"val_accuracy": float(history.history["val_accuracy"][-1])}
+    exported = export(model, task=TASK, config=config, root=saved_models_root(options.saved_models)) \
+        if options.export else None
+    return Result(model=model, history=history, metrics=metrics, baselines={}, export=exported, run_dir=folder,
+                  options=options)
+
+
+def report(result: Result) -> None:
+    print(f"val_accuracy {result.metrics['val_accuracy']:.3f}; export: {result.export}")
 
 
 def main(argv=None, prog="toy") -> int:
-    return cli(run, build_parser(prog), argv)
+    return main_for(Options, run, report, argv, prog, description="toy task: is the first channel's sum positive?")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -113,7 +128,8 @@ def _tune(*argv: str) -> list[str]:
     return [sys.executable, "-m", "tuning", ME, *argv]
 
 
-SMALL = ["--range", "units=4:8", "--range", "num_layers=1:2", "--verbose", "0", "--epochs", "2"]
+# Epochs per trial: the toy's default, 2 (so --quick still means one epoch).
+SMALL = ["--range", "units=4:8", "--range", "num_layers=1:2", "--verbose", "0"]
 
 
 def _events(project: Path) -> list[dict]:
@@ -188,10 +204,10 @@ def _hypermodel(space=None, **flags):
     from tuning.hypermodel import SeqzooHyperModel
     from tuning.space import SearchSpace
 
-    argv = [f"--{k.replace('_', '-')}={v}" for k, v in flags.items()]
-    args = build_parser().parse_args(["--samples", "64", *argv])
+    options = Options(samples=64, **flags)
     task = sys.modules[__name__]
-    return SeqzooHyperModel(task, load_data(args), args, space or SearchSpace(), kt.Objective(*OBJECTIVE), verbose=0)
+    return SeqzooHyperModel(task, load_data(options), options, space or SearchSpace(), kt.Objective(*OBJECTIVE),
+                            verbose=0)
 
 
 def test_hypermodel_respects_each_models_depth_and_pins():
@@ -279,6 +295,25 @@ def test_search_writes_table_plot_and_exports_the_best(tmp_path, capsys):
     assert rc == 2 and "was started with a different space" in capsys.readouterr().err
 
 
+def test_tune_from_python_without_argv(tmp_path):
+    from tuning import SearchSpace, tune
+    from zoo.errors import ConfigError
+
+    toy = sys.modules[__name__]
+    space = SearchSpace(models=("gru",), clipnorms=("none",), ranges={"units": (4, 8)}, pins={"num_layers": 1})
+    options = Options(samples=64, epochs=1, export=False)
+    result = tune(toy, options, space=space, max_trials=2, project=tmp_path / "p", verbose=0)
+    assert [r["trial"] for r in result.rows] == ["0", "1"] and {r["epochs"] for r in result.rows} == {1}
+    assert result.export is None and result.paths["csv"].is_file()
+    assert result.best.score == max(r["score"] for r in result.rows)
+    record = json.loads((tmp_path / "p" / "search.json").read_text())["task_options"]
+    assert record["samples"] == 64 and "export" not in record and "saved_models" not in record
+    with pytest.raises(ConfigError, match="strategy must be 'none' in a search"):
+        tune(toy, options.replace(strategy="mirrored"), space=space, project=tmp_path / "q")
+    with pytest.raises(TypeError, match="options must be tasks.sequence_classification.Options"):
+        tune("classify", options, space=space, project=tmp_path / "q")
+
+
 # ----------------------------------------------------------------------------- bad input through the CLI
 
 
@@ -291,6 +326,9 @@ def test_cli_bad_input_is_one_clear_line(tmp_path, capsys):
         (["--models", ""], "Empty search space"),
         (["--worker", "127.0.0.1:notaport"], "expected HOST:PORT"),
         (["--tuner", "hyperband", "--quick"], "hyperband needs --epochs >= 2"),
+        (["--unit", "32"], "--units is searched by the tuner"),  # an abbreviation argparse accepts
+        (["--samples", "0"], "--samples must be a positive integer, got 0"),  # the task's field, as its flag
+        (["--strategy", "mirrored"], "--strategy must be 'none' in a search"),
     ]
     for i, (argv, message) in enumerate(cases):
         rc = _tune_main("--project", str(tmp_path / f"p{i}"), "--samples", "64", *SMALL, *argv)

@@ -1,28 +1,28 @@
 """``seqzoo tune TASK ...``: a KerasTuner search over a task's zoo models.
 
 The tuner's own flags come first in --help; every other flag is the task's own
-(``seqzoo train TASK --help``) and fixes what is not searched: data set,
-epochs per trial, batch size, ``--quick``, ``--saved-models`` ...
+(``seqzoo train TASK --help``, generated from its ``Options``) and fixes what is
+not searched: data set, epochs per trial, batch size, ``--quick``, ``--saved-models`` ...
+From Python, :func:`tuning.tune` runs the same search with the task's ``Options``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import dataclasses
 import os
 import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tasks.cli import TRAIN_TASKS
-from tasks.common import Formatter, quiet_tensorflow
+from tasks import TASKS
+from tasks.common import quiet_tensorflow
+from tasks.options import Formatter, _describe_error, flag_of, options_from_args
+from tasks.options import build_parser as build_options_parser
 from tuning.distributed import LOOPBACK
 from tuning.space import DEFAULT_CLIPNORMS, DEFAULT_MODELS, DEFAULT_RANGES, SEARCHED
-
-# Task flags that set a searched hyperparameter: use --pin instead.
-SEARCHED_FLAGS = {"--model": "model", "--num-layers": "num_layers", "--units": "units", "--dropout": "dropout",
-                  "--learning-rate": "learning_rate", "--clipnorm": "clipnorm"}
+from zoo.errors import SeqzooError
 
 EPILOG = f"""searched: {", ".join(SEARCHED)}
   defaults: --models {",".join(DEFAULT_MODELS)}; --clipnorms {",".join(DEFAULT_CLIPNORMS)};
@@ -45,7 +45,7 @@ def build_parser(prog: str = "seqzoo tune") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0], epilog=EPILOG,
                                 formatter_class=Formatter, add_help=False, allow_abbrev=False)
     p.add_argument("task", nargs="?", metavar="TASK",
-                   help="|".join(TRAIN_TASKS) + ", or the import path of a module implementing the task API")
+                   help="|".join(TASKS) + ", or the import path of a module implementing the task API")
     p.add_argument("-h", "--help", action="store_true", help="show this help (and the task's flags) and exit")
     s = p.add_argument_group("search")
     s.add_argument("--tuner", choices=("random", "bayesian", "hyperband"), default="random", help="search algorithm")
@@ -81,45 +81,22 @@ def build_parser(prog: str = "seqzoo tune") -> argparse.ArgumentParser:
     return p
 
 
-def import_task(name: str):
-    """The task module for a ``seqzoo train`` task name or a module path implementing the task API."""
-    from tuning.hypermodel import check_task_module
-
-    if name in TRAIN_TASKS:
-        module = importlib.import_module(TRAIN_TASKS[name][0])
-    else:
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            raise ValueError(f"Unknown task {name!r}; tasks: {', '.join(TRAIN_TASKS)} (or the import path of a "
-                             "module implementing the task API)") from None
-    check_task_module(module)
-    return module
+def task_parser(task, prog: str, name: str) -> argparse.ArgumentParser:
+    """The task's own flags (``seqzoo train TASK``'s), generated from its ``Options``."""
+    return build_options_parser(task.Options, f"{prog} {name}")
 
 
-def parse_objective(text: str | None, task):
-    import keras_tuner as kt
-
-    if text is None:
-        return kt.Objective(*task.OBJECTIVE)
-    name, _, direction = text.partition(":")
-    if not direction:
-        direction = task.OBJECTIVE[1] if name == task.OBJECTIVE[0] else ("min" if name.endswith("loss") else "max")
-    if direction not in ("min", "max") or not name:
-        raise ValueError(f"--objective {text!r}: expected NAME[:min|max], e.g. val_loss:min")
-    return kt.Objective(name, direction)
-
-
-# Task flags that do not change what a trial trains: a resume may change them.
-NOT_SEARCH_STATE = ("no_export", "saved_models", "runs", "strategy")
-
-
-def task_record(task_args: argparse.Namespace) -> dict:
-    """The task flags a project was searched with (JSON), for the resume check."""
-    import json
-
-    fixed = {k: v for k, v in sorted(vars(task_args).items()) if k not in NOT_SEARCH_STATE}
-    return json.loads(json.dumps(fixed, default=str))
+def task_options(task, rest: list[str], prog: str, name: str):
+    """The task's ``Options`` from its flags in ``rest`` (``--quick`` applies its preset; flags given win).
+    A flag that sets a searched hyperparameter is refused: the tuner draws it."""
+    given = task_parser(task, prog, name).parse_args(rest)
+    for field in dataclasses.fields(task.Options):  # after parsing, so abbreviated flags are caught too
+        if field.name in SEARCHED and hasattr(given, field.name):
+            flag, target = flag_of(field), field.name
+            way = "--models" if target == "model" else "--clipnorms" if target == "clipnorm" else "--range"
+            raise ValueError(f"{flag} is searched by the tuner; pin it with --pin {target}=VALUE or narrow it with "
+                             f"{way}")
+    return options_from_args(task.Options, given)
 
 
 def _child_argv(args: argparse.Namespace, rest: list[str]) -> list[str]:
@@ -135,21 +112,17 @@ def _child_argv(args: argparse.Namespace, rest: list[str]) -> list[str]:
     return out + rest
 
 
-def run(args: argparse.Namespace, rest: list[str], prog: str) -> int:
+def run(args: argparse.Namespace, task, rest: list[str], prog: str) -> int:
     from tuning.distributed import check_port_free, launch, parse_address, set_environment, wait_for_chief
+    from tuning.hypermodel import check_options
     from tuning.space import SearchSpace, parse_pins, parse_ranges, split_list
 
-    for token in rest:
-        flag = token.split("=", 1)[0]
-        if flag in SEARCHED_FLAGS:
-            name = SEARCHED_FLAGS[flag]
-            raise ValueError(f"{flag} is searched by the tuner; pin it with --pin {name}=VALUE or narrow it with "
-                             f"{'--models' if name == 'model' else '--clipnorms' if name == 'clipnorm' else '--range'}")
     space = SearchSpace(models=tuple(split_list(args.models)), clipnorms=tuple(split_list(args.clipnorms)),
                         ranges=parse_ranges(args.range), pins=parse_pins(args.pin))
     for note in space.notes:
         print(f"note: {note}")
-    task = import_task(args.task)
+    options = task_options(task, rest, prog, args.task)
+    check_options(task, options)
     project = Path(args.project or Path("runs") / "tune" / f"{task.TASK}-{args.tuner}")
     args.project = project
     if args.overwrite and (args.chief or args.worker):
@@ -161,10 +134,8 @@ def run(args: argparse.Namespace, rest: list[str], prog: str) -> int:
             print(f"warning: the chief's gRPC on {args.host} has no TLS or authentication", file=sys.stderr)
         return launch(_child_argv(args, rest), args.workers, args.host, project, args.timeout)
 
-    task_args = task.build_parser(f"{prog} {args.task}").parse_args(rest)
-    if getattr(task_args, "strategy", "none") != "none":
-        raise ValueError(f"--strategy {task_args.strategy} is for seqzoo train; seqzoo tune trains each trial on "
-                         "one device (spread trials over processes with --workers N instead)")
+    from tuning.search import finish, parse_objective, prepare
+
     objective = parse_objective(args.objective, task)
     stray = sorted(k for k in os.environ if k.startswith("KERASTUNER_"))
     if stray and not (args.chief or args.worker):
@@ -182,19 +153,10 @@ def run(args: argparse.Namespace, rest: list[str], prog: str) -> int:
         set_environment(tuner_id, host, port)
         wait_for_chief(host, port, args.connect_timeout, args.rpc_timeout)
 
-    from tasks.common import set_seed
-    from tuning.hypermodel import SeqzooHyperModel
-    from tuning.search import check_project, export_best, make_tuner, write_results
-
-    set_seed(task_args.seed)
-    data = task.load_data(task_args)
-    hypermodel = SeqzooHyperModel(task, data, task_args, space, objective, verbose=args.verbose)
-    if not args.worker:
-        hypermodel.check_objective()
-    tuner = make_tuner(args.tuner, hypermodel, project=project, max_trials=args.max_trials, seed=task_args.seed,
-                       num_initial_points=args.initial_points)
-    check_project(project, {"task": task.TASK, "tuner": args.tuner, "objective": [objective.name, objective.direction],
-                            "space": space.to_dict(), "task_args": task_record(task_args)})
+    # The same preparation and results as tuning.tune; only who runs the trials differs here.
+    tuner = prepare(task, options, space=space, tuner=args.tuner, max_trials=args.max_trials, project=project,
+                    objective=objective, initial_points=args.initial_points, verbose=args.verbose,
+                    check_objective=not args.worker)
     print(f"search: {args.tuner} over {', '.join(space.searched())}; objective {objective.name} ({objective.direction});"
           f" project {project}")
     if args.tuner == "bayesian":
@@ -210,11 +172,10 @@ def run(args: argparse.Namespace, rest: list[str], prog: str) -> int:
         if args.worker:
             print(f"{tuner.tuner_id}: no trials left; done")
             return 0
-    title = f"seqzoo tune {task.TASK}: {args.tuner}, {len(tuner.oracle.trials)} trials"
-    _, paths = write_results(tuner, objective, title)
-    print("results: " + ", ".join(str(p) for p in paths.values()))
-    if not getattr(task_args, "no_export", False):
-        print(f"export: {export_best(tuner, hypermodel, getattr(task_args, 'saved_models', None))}")
+    result = finish(tuner, args.tuner)
+    print("results: " + ", ".join(str(p) for p in result.paths.values()))
+    if result.export is not None:
+        print(f"export: {result.export}")
     return 0
 
 
@@ -222,17 +183,30 @@ def main(argv: Sequence[str] | None = None, prog: str = "seqzoo tune") -> int:
     quiet_tensorflow()
     parser = build_parser(prog)
     args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else list(argv))
-    if args.help or args.task is None:
-        parser.print_help()
-        if args.task is not None:
-            print(f"\n--- the task's own flags (seqzoo train {args.task}); the searched ones are set by --pin/--range ---")
-            import_task(args.task).build_parser(f"{prog} {args.task}").print_help()
-        return 0 if args.help else 2
+    from tuning.hypermodel import task_module  # after quiet_tensorflow: it imports Keras
+
+    options_cls = None  # once the task is known, an error about one of its fields names the flag
+    try:
+        if args.help or args.task is None:
+            parser.print_help()
+            if args.task is not None:
+                print(f"\n--- the task's own flags (seqzoo train {args.task}); the searched ones are set by "
+                      "--pin/--range ---")
+                task_parser(task_module(args.task), prog, args.task).print_help()
+            return 0 if args.help else 2
+        task = task_module(args.task)
+        options_cls = task.Options
+    except ValueError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
     # --chief/--worker set KerasTuner's variables for this search only; a later search in the same
     # process (tests, notebooks) must not inherit its role.
     saved = {k: v for k, v in os.environ.items() if k.startswith("KERASTUNER_")}
     try:
-        return int(run(args, rest, prog) or 0)
+        return int(run(args, task, rest, prog) or 0)
+    except SeqzooError as exc:
+        print(f"{prog}: error: {_describe_error(exc, options_cls)}", file=sys.stderr)
+        return 2
     except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2

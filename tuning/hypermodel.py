@@ -1,6 +1,6 @@
 """A KerasTuner HyperModel over any seqzoo task module.
 
-What the task fixes (its module, loaded data, its own flags: epochs, batch
+What the task fixes (its module, loaded data, its ``Options``: epochs, batch
 size, data set, ...) goes into ``__init__`` and is validated there; what is
 searched is drawn in ``build(hp)`` with explicit defaults; pins are registered
 in advance as fixed hyperparameters (:meth:`SeqzooHyperModel.fixed_hyperparameters`).
@@ -12,7 +12,7 @@ Models are built by the task's ``build_model`` and compiled by its
 
 from __future__ import annotations
 
-import argparse
+import importlib
 import inspect
 from types import ModuleType
 from typing import Any
@@ -20,26 +20,53 @@ from typing import Any
 import keras
 import keras_tuner as kt
 
-from tasks.common import config_from_args, training_kwargs
+from tasks.options import TaskOptions
 from tuning.space import SearchSpace, clipnorm_value
 from zoo import training
 from zoo.config import ModelConfig
+from zoo.errors import ConfigError
 
-TASK_API = ("TASK", "OBJECTIVE", "build_parser", "load_data", "build_model", "compile")
+TASK_API = ("TASK", "OBJECTIVE", "Options", "load_data", "build_model", "compile")
 
 
 def check_task_module(task: ModuleType) -> None:
     missing = [name for name in TASK_API if not hasattr(task, name)]
     if missing:
         raise ValueError(f"Task module {task.__name__} lacks {', '.join(missing)} of the task-module API")
+    if not (isinstance(task.Options, type) and issubclass(task.Options, TaskOptions)):
+        raise ValueError(f"Task module {task.__name__}: Options must subclass tasks.options.TaskOptions")
 
 
-def task_epochs(args: argparse.Namespace) -> int:
-    """Epochs per trial: the task's ``--epochs``, or 1 with ``--quick`` (as ``seqzoo train``)."""
-    epochs = 1 if getattr(args, "quick", False) else args.epochs
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= 0:
-        raise ValueError(f"Received --epochs {epochs!r}, expected a positive integer")
-    return epochs
+def task_module(task: str | ModuleType) -> ModuleType:
+    """The task module for a ``seqzoo train`` task name (``tasks.TASKS``), a module path implementing the
+    task API, or such a module itself."""
+    from tasks import TASKS
+
+    if isinstance(task, str):
+        if task in TASKS:
+            module = importlib.import_module(TASKS[task][0])
+        else:
+            try:
+                module = importlib.import_module(task)
+            except ImportError:
+                raise ValueError(f"Unknown task {task!r}; tasks: {', '.join(TASKS)} (or the import path of a "
+                                 "module implementing the task API)") from None
+    else:
+        module = task
+    check_task_module(module)
+    return module
+
+
+def check_options(task: ModuleType, options: TaskOptions) -> None:
+    """Refuse options a search cannot honour (before any data is loaded)."""
+    if not isinstance(options, task.Options):
+        raise TypeError(f"options must be {task.__name__}.Options, got {type(options).__name__}")
+    if options.strategy != "none":
+        # Trials are built and fit outside any tf.distribute scope, so a strategy would be silently
+        # ignored; parallelism in a search comes from running trials in several processes.
+        raise ConfigError("strategy", options.strategy, "'none' in a search (each trial trains on one device)",
+                          "Data-parallel strategies are for seqzoo train; spread trials over processes with "
+                          "--workers N instead")
 
 
 def depth_name(models: list[str]) -> str:
@@ -55,29 +82,33 @@ class SeqzooHyperModel(kt.HyperModel):
 
     Args:
         task: a task module (``tasks.sequence_classification``, ...).
-        data: ``task.load_data(args)``.
-        args: the task's parsed flags (everything not searched comes from them).
+        data: ``task.load_data(options)``.
+        options: the task's ``Options``; everything not searched comes from them (epochs per trial,
+            batch size, the other model and training fields).
         space: the :class:`SearchSpace`.
         objective: ``keras_tuner.Objective`` the trials report.
     """
 
-    def __init__(self, task: ModuleType, data: Any, args: argparse.Namespace, space: SearchSpace,
+    def __init__(self, task: ModuleType, data: Any, options: TaskOptions, space: SearchSpace,
                  objective: kt.Objective, *, verbose: int | str = "auto") -> None:
         super().__init__(name=f"seqzoo_{task.TASK}")
         check_task_module(task)
+        check_options(task, options)
         if objective.direction not in ("min", "max"):
             raise ValueError(f"Objective direction must be 'min' or 'max', got {objective.direction!r}")
-        self.task, self.data, self.args, self.space, self.objective = task, data, args, space, objective
-        self.epochs = task_epochs(args)
+        self.task, self.data, self.options, self.space, self.objective = task, data, options, space, objective
+        self.epochs = options.epochs
         self.verbose = verbose
-        self.base_config = config_from_args(args, return_sequences=False).replace(model=space.models[0])
-        fixed = training_kwargs(args)
+        # draw() replaces model, depth, width and dropout together, so the task's own model only has to be
+        # valid with its own depth (which Options checked).
+        self.base_config = options.model_config()
+        fixed = options.training_kwargs()
         fixed.pop("learning_rate")
         fixed.pop("clipnorm")
         if fixed.get("global_clipnorm") is not None and space.clipnorms != ("none",):
             raise ValueError("--global-clipnorm cannot be combined with a clipnorm search (Keras takes one of the "
                              "two); add --pin clipnorm=none or drop --global-clipnorm")
-        self.fixed_training = fixed  # global_clipnorm, clipvalue: the task's flags, never searched
+        self.fixed_training = fixed  # global_clipnorm, clipvalue: the task's options, never searched
 
     # -------------------------------------------------------------------------------- space
 
@@ -156,19 +187,16 @@ class SeqzooHyperModel(kt.HyperModel):
         return history
 
     def fit_options(self) -> dict[str, Any]:
-        """Extra ``zoo.training.fit`` keywords: the task's flags (``--bptt``) or its ``fit_options(args, data)``.
+        """Extra ``zoo.training.fit`` keywords: ``options.fit_kwargs()`` (``bptt``) or the task's own
+        ``fit_options(options, data)`` when it has one (what it returns wins).
 
         Trials keep no run folder, so no resume, checkpoint or gradient-norm log (KerasTuner keeps the
         best epoch's weights and its own resume).
         """
-        options: dict[str, Any] = {"resume": False, "checkpoint": False, "monitor": False}
+        trial: dict[str, Any] = {"resume": False, "checkpoint": False, "monitor": False}
         if hasattr(self.task, "fit_options"):
-            return {**options, **self.task.fit_options(self.args, self.data)}
-        try:
-            from tasks.common import fit_kwargs
-        except ImportError:
-            return options
-        return {**fit_kwargs(self.args), **options}
+            return {**trial, **self.task.fit_options(self.options, self.data)}
+        return {**self.options.fit_kwargs(), **trial}
 
     def logged_metrics(self) -> list[str]:
         """Names ``fit`` logs for this task (probe: the default model evaluated on one batch)."""

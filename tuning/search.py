@@ -1,4 +1,4 @@
-"""Tuners, the results table and plot, and the export of the best model.
+"""Tuners, the results table and plot, the export of the best model, and :func:`tune` (a search from Python).
 
 Every tuner records, per trial, the seconds it took and which tuner process
 ran it (``trial_<id>/seqzoo.json``), and appends ``start``/``end`` events to
@@ -12,14 +12,18 @@ import csv
 import io
 import json
 import os
+import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import keras_tuner as kt
 
-from tuning.hypermodel import SeqzooHyperModel
-from tuning.space import SEARCHED
+from tasks.options import TaskOptions
+from tuning.hypermodel import SeqzooHyperModel, check_options, task_module
+from tuning.space import SEARCHED, SearchSpace
 
 EVENTS = "events.jsonl"
 SIDECAR = "seqzoo.json"
@@ -232,15 +236,17 @@ def plot(rows: list[dict[str, Any]], objective: kt.Objective, title: str) -> byt
     return buf.getvalue()
 
 
-def write_results(tuner: kt.Tuner, objective: kt.Objective, title: str) -> tuple[list[dict[str, Any]], dict[str, Path]]:
-    """Print the table and write ``results.csv``, ``results.md`` and ``results.png`` into the project."""
+def write_results(tuner: kt.Tuner, objective: kt.Objective, title: str, *,
+                  show: bool = True) -> tuple[list[dict[str, Any]], dict[str, Path]]:
+    """Write ``results.csv``, ``results.md`` and ``results.png`` into the project (and print the table)."""
     rows = results(tuner)
     project = Path(tuner.project_dir)
     paths = {"csv": project / "results.csv", "markdown": project / "results.md", "plot": project / "results.png"}
     paths["csv"].write_text(csv_table(rows))
     paths["markdown"].write_text(f"# {title}\n\n{markdown_table(rows, objective.name)}")
     paths["plot"].write_bytes(plot(rows, objective, title))
-    print(format_table(rows, objective.name))
+    if show:
+        print(format_table(rows, objective.name))
     return rows, paths
 
 
@@ -255,23 +261,26 @@ def best_trial(tuner: kt.Tuner):
     return completed[0]
 
 
-def export_best(tuner: kt.Tuner, hypermodel: SeqzooHyperModel, saved_models: str | None) -> Path:
-    """Export the best trial's model (its best-epoch checkpoint) with its hyperparameters in the card.
+def export_best(tuner: kt.Tuner, hypermodel: SeqzooHyperModel) -> Path | None:
+    """Export the best trial's model (its best-epoch checkpoint) with its hyperparameters in the card,
+    under the options' ``saved_models`` root; None when the options say ``export=False``.
 
-    Uses the task's ``export(model, data, args, metrics, card=)`` when the module
+    Uses the task's ``export(model, data, options, metrics, card=)`` when the module
     offers one, else :func:`tasks.export.export` with the task's ``endpoints(model, spec)``
     if it has them, else the model's forward pass as ``serve``.
     """
     from tasks.export import export, saved_models_root
 
+    task, data, options = hypermodel.task, hypermodel.data, hypermodel.options
+    if not options.export:
+        return None
     trial = best_trial(tuner)
     model = tuner.load_model(trial)
     config, compile_kwargs, values = hypermodel.draw(trial.hyperparameters.copy())
-    task, data, args = hypermodel.task, hypermodel.data, hypermodel.args
     metrics = {hypermodel.objective.name: trial.score}
     card = {
         "hyperparameters": {**compile_kwargs, **values, "epochs": trial_epochs(trial, hypermodel.epochs),
-                            "batch_size": getattr(args, "batch_size", None), "seed": getattr(args, "seed", None)},
+                            "batch_size": options.batch_size, "seed": options.seed},
         "tuning": {"project": str(Path(tuner.project_dir).resolve()), "trial": trial.trial_id,
                    "best_step": trial.best_step, "objective": [hypermodel.objective.name,
                                                                hypermodel.objective.direction],
@@ -280,11 +289,131 @@ def export_best(tuner: kt.Tuner, hypermodel: SeqzooHyperModel, saved_models: str
         "metrics": metrics,
     }
     if hasattr(task, "export"):
-        return Path(task.export(model, data, args, metrics, card=card))
+        return Path(task.export(model, data, options, metrics, card=card))
     card["data"] = getattr(data, "provenance", {})
     spec = getattr(data, "spec", None)
     if hasattr(spec, "to_card"):
         card["spec"] = spec.to_card()
     endpoints = task.endpoints(model, spec) if hasattr(task, "endpoints") else None
-    return export(model, task=task.TASK, config=config, root=saved_models_root(saved_models),
+    return export(model, task=task.TASK, config=config, root=saved_models_root(options.saved_models),
                   endpoints=endpoints, card=card)
+
+
+# ------------------------------------------------------------------------------------ a search from Python
+
+
+# Options that do not change what a trial trains: a resume may change them.
+NOT_SEARCH_STATE = ("export", "saved_models", "runs", "run_name", "resume", "strategy")
+
+
+def task_record(options: TaskOptions) -> dict[str, Any]:
+    """The task options a project was searched with (JSON), for the resume check."""
+    fixed = {k: v for k, v in sorted(options.to_dict().items()) if k not in NOT_SEARCH_STATE}
+    return json.loads(json.dumps(fixed, default=str))
+
+
+def parse_objective(objective: str | kt.Objective | None, task: ModuleType) -> kt.Objective:
+    """``None`` (the task's ``OBJECTIVE``), a ``keras_tuner.Objective``, or ``"NAME[:min|max]"`` (direction
+    default: the task's for its own metric, else min for a loss and max for anything else)."""
+    if objective is None:
+        return kt.Objective(*task.OBJECTIVE)
+    if isinstance(objective, kt.Objective):
+        return objective
+    name, _, direction = objective.partition(":")
+    if not direction:
+        direction = task.OBJECTIVE[1] if name == task.OBJECTIVE[0] else ("min" if name.endswith("loss") else "max")
+    if direction not in ("min", "max") or not name:
+        raise ValueError(f"--objective {objective!r}: expected NAME[:min|max], e.g. val_loss:min")
+    return kt.Objective(name, direction)
+
+
+def default_project(task: ModuleType, tuner: str) -> Path:
+    return Path("runs") / "tune" / f"{task.TASK}-{tuner}"
+
+
+def prepare(task: ModuleType, options: TaskOptions, *, space: SearchSpace, tuner: str, max_trials: int,
+            project: Path, objective: kt.Objective, initial_points: int | None = None, verbose: int | str = "auto",
+            check_objective: bool = True) -> kt.Tuner:
+    """Load the task's data and make the tuner over a :class:`SeqzooHyperModel` in ``project`` (resumed
+    when it searched the same task, options and space; refused when it searched something else).
+
+    ``check_objective=False`` skips the probe that the task logs ``objective`` (a worker trusts its chief).
+    """
+    from tasks.common import set_seed
+
+    check_options(task, options)
+    set_seed(options.seed)
+    data = task.load_data(options)
+    hypermodel = SeqzooHyperModel(task, data, options, space, objective, verbose=verbose)
+    if check_objective:
+        hypermodel.check_objective()
+    made = make_tuner(tuner, hypermodel, project=project, max_trials=max_trials, seed=options.seed,
+                      num_initial_points=initial_points)
+    check_project(project, {"task": task.TASK, "tuner": tuner, "objective": [objective.name, objective.direction],
+                            "space": space.to_dict(), "task_options": task_record(options)})
+    return made
+
+
+@dataclass
+class SearchResult:
+    """What :func:`tune` returns.
+
+    Attributes:
+        tuner: the KerasTuner tuner (``tuner.oracle.trials``, ``tuner.get_best_models()``, ...).
+        rows: the results table, one row per trial (hyperparameters, score, epochs, seconds, tuner).
+        paths: ``results.csv``, ``results.md`` and ``results.png`` in the project.
+        export: the best model's export folder, or None with ``export=False``.
+    """
+
+    tuner: kt.Tuner
+    rows: list[dict[str, Any]]
+    paths: dict[str, Path]
+    export: Path | None
+
+    @property
+    def best(self):
+        """The best completed trial (``.hyperparameters.values``, ``.score``)."""
+        return best_trial(self.tuner)
+
+
+def finish(tuner: kt.Tuner, kind: str, *, show: bool = True) -> SearchResult:
+    """The results table (printed with ``show``) and plot, and the best model's export."""
+    hypermodel = tuner.hypermodel
+    title = f"seqzoo tune {hypermodel.task.TASK}: {kind}, {len(tuner.oracle.trials)} trials"
+    rows, paths = write_results(tuner, hypermodel.objective, title, show=show)
+    return SearchResult(tuner=tuner, rows=rows, paths=paths, export=export_best(tuner, hypermodel))
+
+
+def tune(task: str | ModuleType, options: TaskOptions | None = None, *, space: SearchSpace | None = None,
+         tuner: str = "random", max_trials: int = 10, project: str | os.PathLike | None = None,
+         objective: str | kt.Objective | None = None, overwrite: bool = False, initial_points: int | None = None,
+         verbose: int | str = "auto") -> SearchResult:
+    """Search ``task``'s zoo models in this process, as ``seqzoo tune`` does without ``--chief``/``--worker``::
+
+        from tasks import sequence_classification as classify
+        from tuning import SearchSpace, tune
+        result = tune("classify", classify.Options.quick(), space=SearchSpace(models=("gru", "lstm")), max_trials=4)
+
+    Args:
+        task: a task name (``tasks.TASKS``), a module path implementing the task API, or the module.
+        options: the task's ``Options`` (default: ``task.Options()``); they fix what is not searched, and
+            ``options.epochs`` is the epochs per trial (Hyperband: its largest bracket).
+        space: what is searched (default: :class:`SearchSpace`'s defaults).
+        tuner: ``"random"``, ``"bayesian"`` or ``"hyperband"``.
+        project: the project folder (default ``runs/tune/TASK-TUNER``); an existing one resumes.
+        objective: ``"NAME[:min|max]"`` or a ``keras_tuner.Objective`` (default: the task's ``OBJECTIVE``).
+        overwrite: discard an existing ``project`` instead of resuming it.
+        initial_points: bayesian only: random trials before the Gaussian process proposes any.
+        verbose: Keras fit verbosity per trial (0 also leaves the results table unprinted).
+    """
+    module = task_module(task)
+    options = module.Options() if options is None else options
+    check_options(module, options)
+    project = Path(project) if project is not None else default_project(module, tuner)
+    if overwrite and project.exists():
+        shutil.rmtree(project)
+    made = prepare(module, options, space=space or SearchSpace(), tuner=tuner, max_trials=max_trials,
+                   project=project, objective=parse_objective(objective, module), initial_points=initial_points,
+                   verbose=verbose)
+    made.search(verbose=verbose)
+    return finish(made, tuner, show=verbose != 0)
