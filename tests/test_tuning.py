@@ -68,8 +68,13 @@ def load_data(options: Options) -> ToyData:
         return tf.data.Dataset.from_tensor_slices((x, y)).batch(options.batch_size)
 
     samples = min(options.samples, 64) if options.small_data else options.samples
-    return ToyData(split(samples), split(64), split(64), {"timesteps": T, "features": F},
-                   {"source": "synthetic", "seed": options.seed})
+    return ToyData(
+        split(samples),
+        split(64),
+        split(64),
+        {"timesteps": T, "features": F},
+        {"source": "synthetic", "seed": options.seed},
+    )
 
 
 def build_model(config, data):
@@ -97,13 +102,16 @@ def run(options: Options) -> Result:
     config = options.model_config()
     model = compile(build_model(config, data), data, **options.training_kwargs())
     folder = resolve_run_dir(options, TASK, config.model)
-    history = fit(model, data.train, data.val, epochs=options.epochs, run_dir=folder, verbose=0,
-                  **options.fit_kwargs())
+    history = fit(model, data.train, data.val, epochs=options.epochs, run_dir=folder, verbose=0, **options.fit_kwargs())
     metrics = {"val_accuracy": float(history.history["val_accuracy"][-1])}
-    exported = export(model, task=TASK, config=config, root=saved_models_root(options.saved_models)) \
-        if options.export else None
-    return Result(model=model, history=history, metrics=metrics, baselines={}, export=exported, run_dir=folder,
-                  options=options)
+    exported = (
+        export(model, task=TASK, config=config, root=saved_models_root(options.saved_models))
+        if options.export
+        else None
+    )
+    return Result(
+        model=model, history=history, metrics=metrics, baselines={}, export=exported, run_dir=folder, options=options
+    )
 
 
 def report(result: Result) -> None:
@@ -139,8 +147,9 @@ def _events(project: Path) -> list[dict]:
 
 
 def _trials(project: Path) -> dict[str, dict]:
-    return {json.loads(p.read_text())["trial_id"]: json.loads(p.read_text())
-            for p in project.glob("trial_*/trial.json")}
+    return {
+        json.loads(p.read_text())["trial_id"]: json.loads(p.read_text()) for p in project.glob("trial_*/trial.json")
+    }
 
 
 def _tune_main(*argv: str) -> int:
@@ -159,8 +168,14 @@ def _tune_main(*argv: str) -> int:
         ({"clipnorms": ()}, "Empty search space: no clipnorm"),
         ({"models": ("lstm",), "pins": {"num_layers": 2}}, "no model in lstm allows num_layers = 2"),
         ({"models": ("stacked_lstm",), "ranges": {"num_layers": (1, 1)}}, "stacked_lstm needs >= 2"),
-        ({"models": ("gru",), "clipnorms": ("none",), "pins": {"units": 8, "num_layers": 1, "learning_rate": 0.01,
-                                                            "dropout": 0.0}}, "every hyperparameter is pinned"),
+        (
+            {
+                "models": ("gru",),
+                "clipnorms": ("none",),
+                "pins": {"units": 8, "num_layers": 1, "learning_rate": 0.01, "dropout": 0.0},
+            },
+            "every hyperparameter is pinned",
+        ),
         ({"ranges": {"units": (64, 16)}}, "min > max for units"),
         ({"pins": {"width": 3}}, "Cannot pin unknown hyperparameter 'width'"),
         ({"models": ("lstm", "transformer")}, "Unknown model 'transformer'"),
@@ -179,8 +194,14 @@ def test_flag_parsing_and_depth_groups():
 
     assert parse_pins(["units=64", "clipnorm=1", "model=gru"]) == {"units": 64, "clipnorm": "1.0", "model": "gru"}
     assert parse_ranges(["learning_rate=1e-4:1e-3"]) == {"learning_rate": (1e-4, 1e-3)}
-    for bad, message in [("units=big:8", "expected an integer"), ("units=big", "expected units=MIN:MAX"), ("units=8:4", "min > max"), ("foo=1:2", "unknown"),
-                         ("model=lstm:gru", "is a choice, not a range"), ("units", "expected NAME=VALUE")]:
+    for bad, message in [
+        ("units=big:8", "expected an integer"),
+        ("units=big", "expected units=MIN:MAX"),
+        ("units=8:4", "min > max"),
+        ("foo=1:2", "unknown"),
+        ("model=lstm:gru", "is a choice, not a range"),
+        ("units", "expected NAME=VALUE"),
+    ]:
         with pytest.raises(ValueError, match=message):
             parse_ranges([bad])
     with pytest.raises(ValueError, match="unknown hyperparameter 'depth'"):
@@ -206,8 +227,9 @@ def _hypermodel(space=None, **flags):
 
     options = Options(samples=64, **flags)
     task = sys.modules[__name__]
-    return SeqzooHyperModel(task, load_data(options), options, space or SearchSpace(), kt.Objective(*OBJECTIVE),
-                            verbose=0)
+    return SeqzooHyperModel(
+        task, load_data(options), options, space or SearchSpace(), kt.Objective(*OBJECTIVE), verbose=0
+    )
 
 
 def test_hypermodel_respects_each_models_depth_and_pins():
@@ -215,8 +237,11 @@ def test_hypermodel_respects_each_models_depth_and_pins():
 
     from tuning.space import SearchSpace
 
-    space = SearchSpace(models=("lstm", "stacked_lstm", "gru"), ranges={"num_layers": (1, 3), "units": (4, 8)},
-                        pins={"learning_rate": 0.005})
+    space = SearchSpace(
+        models=("lstm", "stacked_lstm", "gru"),
+        ranges={"num_layers": (1, 3), "units": (4, 8)},
+        pins={"learning_rate": 0.005},
+    )
     hm = _hypermodel(space)
     for model, depth in [("lstm", 1), ("stacked_lstm", 2), ("gru", 1)]:  # explicit defaults per family
         hp = hm.fixed_hyperparameters()
@@ -226,10 +251,13 @@ def test_hypermodel_respects_each_models_depth_and_pins():
         assert (config.model, config.num_layers, config.units) == (model, depth, 8)
         assert compile_kwargs["learning_rate"] == 0.005 and compile_kwargs["clipnorm"] is None
     assert [h.name for h in hp.space if h.name.startswith("num_layers")] == [
-        "num_layers[stacked_lstm]", "num_layers[gru]"]  # lstm (exactly one layer) has no depth to search
+        "num_layers[stacked_lstm]",
+        "num_layers[gru]",
+    ]  # lstm (exactly one layer) has no depth to search
     # sampled trials: every value stays in its family's depth range
-    oracle = kt.oracles.RandomSearchOracle(objective=kt.Objective(*OBJECTIVE), max_trials=30, seed=3,
-                                           hyperparameters=hm.fixed_hyperparameters())
+    oracle = kt.oracles.RandomSearchOracle(
+        objective=kt.Objective(*OBJECTIVE), max_trials=30, seed=3, hyperparameters=hm.fixed_hyperparameters()
+    )
     hp = hm.fixed_hyperparameters()
     hm.draw(hp)
     oracle.update_space(hp)
@@ -252,8 +280,19 @@ def test_global_clipnorm_conflicts_with_clipnorm_search():
 
 def test_search_writes_table_plot_and_exports_the_best(tmp_path, capsys):
     project, saved = tmp_path / "project", tmp_path / "saved"
-    rc = _tune_main("--max-trials", "4", "--project", str(project), "--saved-models", str(saved),
-                    "--models", "lstm,stacked_lstm,gru", "--clipnorms", "none,1.0", *SMALL)
+    rc = _tune_main(
+        "--max-trials",
+        "4",
+        "--project",
+        str(project),
+        "--saved-models",
+        str(saved),
+        "--models",
+        "lstm,stacked_lstm,gru",
+        "--clipnorms",
+        "none,1.0",
+        *SMALL,
+    )
     out = capsys.readouterr().out
     assert rc == 0, out
     import csv
@@ -273,22 +312,41 @@ def test_search_writes_table_plot_and_exports_the_best(tmp_path, capsys):
     hyper = card["hyperparameters"]
     assert card["model"] == best["model"] and card["config"]["num_layers"] == int(best["num_layers"])
     assert {k: str(hyper[k]) for k in ("model", "num_layers", "units", "clipnorm")} == {
-        k: best[k] for k in ("model", "num_layers", "units", "clipnorm")}
+        k: best[k] for k in ("model", "num_layers", "units", "clipnorm")
+    }
     assert card["tuning"]["score"] == pytest.approx(max(float(r["score"]) for r in rows))
     # the export serves in a separate process and matches the Keras model
     from tasks.export import load_keras
 
     x = np.random.default_rng(0).normal(size=(5, T, F)).astype("float32")
     expected = np.asarray(load_keras(export_dir)(x))
-    code = ("import sys, numpy as np, tensorflow as tf; m = tf.saved_model.load(sys.argv[1]); "
-            "x = np.load(sys.argv[2]); print(np.asarray(m.serve(x)).tolist())")
+    code = (
+        "import sys, numpy as np, tensorflow as tf; m = tf.saved_model.load(sys.argv[1]); "
+        "x = np.load(sys.argv[2]); print(np.asarray(m.serve(x)).tolist())"
+    )
     np.save(tmp_path / "x.npy", x)
-    got = subprocess.run([sys.executable, "-c", code, str(export_dir), str(tmp_path / "x.npy")], env=_env(),
-                         capture_output=True, text=True, timeout=120, check=True).stdout
+    got = subprocess.run(
+        [sys.executable, "-c", code, str(export_dir), str(tmp_path / "x.npy")],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     np.testing.assert_allclose(np.array(json.loads(got.strip().splitlines()[-1])), expected, rtol=1e-5, atol=1e-6)
     # a second run with the same project resumes a finished search: nothing is re-run
-    rc = _tune_main("--max-trials", "4", "--project", str(project), "--no-export",
-                    "--models", "lstm,stacked_lstm,gru", "--clipnorms", "none,1.0", *SMALL)
+    rc = _tune_main(
+        "--max-trials",
+        "4",
+        "--project",
+        str(project),
+        "--no-export",
+        "--models",
+        "lstm,stacked_lstm,gru",
+        "--clipnorms",
+        "none,1.0",
+        *SMALL,
+    )
     assert rc == 0 and len([e for e in _events(project) if e["event"] == "end"]) == 4
     # ... and one with another space is refused
     rc = _tune_main("--max-trials", "4", "--project", str(project), "--models", "gru", *SMALL)
@@ -319,7 +377,10 @@ def test_tune_from_python_without_argv(tmp_path):
 
 def test_cli_bad_input_is_one_clear_line(tmp_path, capsys):
     cases = [
-        (["--objective", "val_auc"], "Objective 'val_auc' is not logged by task 'toy'; it logs: accuracy, loss, val_accuracy, val_loss"),
+        (
+            ["--objective", "val_auc"],
+            "Objective 'val_auc' is not logged by task 'toy'; it logs: accuracy, loss, val_accuracy, val_loss",
+        ),
         (["--units", "32"], "--units is searched by the tuner; pin it with --pin units=VALUE"),
         (["--pin", "width=3"], "unknown hyperparameter 'width'"),
         (["--range", "units=64:16"], "min > max for units"),
@@ -356,8 +417,7 @@ def test_port_in_use_and_unreachable_chief(tmp_path, capsys, monkeypatch):
 
     port = free_port()
     start = time.monotonic()
-    rc = _tune_main("--project", str(tmp_path / "p"), "--worker", f"127.0.0.1:{port}", "--connect-timeout", "1",
-                    *SMALL)
+    rc = _tune_main("--project", str(tmp_path / "p"), "--worker", f"127.0.0.1:{port}", "--connect-timeout", "1", *SMALL)
     err = capsys.readouterr().err
     assert rc == 2 and f"Cannot reach the tuning chief at 127.0.0.1:{port} within 1 s" in err
     assert time.monotonic() - start < 15
@@ -372,8 +432,9 @@ def test_port_in_use_and_unreachable_chief(tmp_path, capsys, monkeypatch):
 
 def test_killed_search_resumes_without_losing_or_repeating_trials(tmp_path):
     project = tmp_path / "project"
-    argv = _tune("--max-trials", "3", "--project", str(project), "--no-export", "--samples", "512",
-                 "--models", "gru", *SMALL)
+    argv = _tune(
+        "--max-trials", "3", "--project", str(project), "--no-export", "--samples", "512", "--models", "gru", *SMALL
+    )
     log = open(tmp_path / "first.log", "w")  # noqa: SIM115
     first = subprocess.Popen(argv, env=_env(), cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 240
@@ -413,9 +474,25 @@ def test_killed_search_resumes_without_losing_or_repeating_trials(tmp_path):
 
 def test_chief_and_two_workers_share_the_trials(tmp_path):
     project = tmp_path / "project"
-    argv = _tune("--max-trials", "4", "--project", str(project), "--samples", "64", "--saved-models",
-                 str(tmp_path / "saved"), "--models", "gru,simple_rnn", *SMALL, "--epochs", "1", "--workers", "2",
-                 "--timeout", "240")
+    argv = _tune(
+        "--max-trials",
+        "4",
+        "--project",
+        str(project),
+        "--samples",
+        "64",
+        "--saved-models",
+        str(tmp_path / "saved"),
+        "--models",
+        "gru,simple_rnn",
+        *SMALL,
+        "--epochs",
+        "1",
+        "--workers",
+        "2",
+        "--timeout",
+        "240",
+    )
     proc = subprocess.run(argv, env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "serving the oracle on 127.0.0.1:" in proc.stdout
@@ -439,16 +516,41 @@ def test_tune_real_classify_task_quick(tmp_path):
     """JapaneseVowels (sktime's offline copy), --quick: 3 trials, table, export with hyperparameters in the card."""
     project, saved = tmp_path / "project", tmp_path / "saved"
     proc = subprocess.run(
-        [sys.executable, "-m", "tuning", "classify", "--quick", "--max-trials", "3", "--project", str(project),
-         "--saved-models", str(saved), "--models", "gru,lstm", "--range", "units=8:16", "--verbose", "0"],
-        env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "tuning",
+            "classify",
+            "--quick",
+            "--max-trials",
+            "3",
+            "--project",
+            str(project),
+            "--saved-models",
+            str(saved),
+            "--models",
+            "gru,lstm",
+            "--range",
+            "units=8:16",
+            "--verbose",
+            "0",
+        ],
+        env=_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     import csv
 
     rows = list(csv.DictReader((project / "results.csv").open()))
     assert len(rows) == 3 and {r["status"] for r in rows} == {"COMPLETED"}
     [card] = [json.loads(p.read_text()) for p in (saved / "classify").glob("*/1/card.json")]
-    assert card["hyperparameters"]["model"] in ("gru", "lstm") and card["tuning"]["objective"] == ["val_accuracy", "max"]
+    assert card["hyperparameters"]["model"] in ("gru", "lstm") and card["tuning"]["objective"] == [
+        "val_accuracy",
+        "max",
+    ]
     assert card["tuning"]["score"] == pytest.approx(max(float(r["score"]) for r in rows))
 
 
@@ -464,9 +566,25 @@ def _rows(project: Path) -> list[dict]:
 def test_bayesian_runs_the_gaussian_process_after_its_random_trials(tmp_path, capsys):
     """4 trials: 2 random, then 2 proposed by the Gaussian process (on the conditional depth space)."""
     project, saved = tmp_path / "project", tmp_path / "saved"
-    rc = _tune_main("--tuner", "bayesian", "--max-trials", "4", "--initial-points", "2", "--project", str(project),
-                    "--saved-models", str(saved), "--samples", "64", "--models", "gru,simple_rnn", *SMALL,
-                    "--epochs", "1")
+    rc = _tune_main(
+        "--tuner",
+        "bayesian",
+        "--max-trials",
+        "4",
+        "--initial-points",
+        "2",
+        "--project",
+        str(project),
+        "--saved-models",
+        str(saved),
+        "--samples",
+        "64",
+        "--models",
+        "gru,simple_rnn",
+        *SMALL,
+        "--epochs",
+        "1",
+    )
     out, err = capsys.readouterr()
     assert rc == 0, out[-3000:] + err[-3000:]
     assert "bayesian: the first 2 completed trials are random, then the Gaussian process proposes" in out
@@ -491,8 +609,10 @@ def test_bayesian_runs_the_gaussian_process_after_its_random_trials(tmp_path, ca
     best = rows[int(np.argmax(scores))]
     assert card["tuning"]["trial"] == best["trial"] and card["hyperparameters"]["model"] == best["model"]
     # --initial-points belongs to bayesian only, and must be positive
-    for argv, message in [(["--tuner", "random", "--initial-points", "2"], "--initial-points is for --tuner bayesian"),
-                          (["--tuner", "bayesian", "--initial-points", "0"], "--initial-points 0, expected a positive")]:
+    for argv, message in [
+        (["--tuner", "random", "--initial-points", "2"], "--initial-points is for --tuner bayesian"),
+        (["--tuner", "bayesian", "--initial-points", "0"], "--initial-points 0, expected a positive"),
+    ]:
         rc = _tune_main("--project", str(tmp_path / "bad"), "--overwrite", "--samples", "64", *SMALL, *argv)
         err = capsys.readouterr().err
         assert rc == 2 and message in err and "Traceback" not in err, err
@@ -514,9 +634,28 @@ def test_hyperband_runs_its_brackets_with_growing_epochs(tmp_path, capsys):
     """--epochs 3 (max_epochs 3, factor 3): bracket 1 = 3 one-epoch trials, then the best of them trained on
     to 3 epochs (2 more); bracket 0 = 2 fresh three-epoch trials: 6 trials, 3 + 2 + 6 = 11 epochs."""
     project, saved = tmp_path / "project", tmp_path / "saved"
-    rc = _tune_main("--tuner", "hyperband", "--project", str(project), "--saved-models", str(saved), "--samples",
-                    "64", "--models", "gru", "--clipnorms", "none", "--range", "units=4:8", "--pin", "num_layers=1",
-                    "--verbose", "0", "--epochs", "3")
+    rc = _tune_main(
+        "--tuner",
+        "hyperband",
+        "--project",
+        str(project),
+        "--saved-models",
+        str(saved),
+        "--samples",
+        "64",
+        "--models",
+        "gru",
+        "--clipnorms",
+        "none",
+        "--range",
+        "units=4:8",
+        "--pin",
+        "num_layers=1",
+        "--verbose",
+        "0",
+        "--epochs",
+        "3",
+    )
     out, err = capsys.readouterr()
     assert rc == 0, out[-3000:] + err[-3000:]
     from tuning.search import SIDECAR

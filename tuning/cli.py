@@ -42,29 +42,65 @@ A killed search resumes when started again with the same --project (finished tri
 
 
 def build_parser(prog: str = "seqzoo tune") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0], epilog=EPILOG,
-                                formatter_class=Formatter, add_help=False, allow_abbrev=False)
-    p.add_argument("task", nargs="?", metavar="TASK",
-                   help="|".join(TASKS) + ", or the import path of a module implementing the task API")
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description=__doc__.split("\n\n")[0],
+        epilog=EPILOG,
+        formatter_class=Formatter,
+        add_help=False,
+        allow_abbrev=False,
+    )
+    p.add_argument(
+        "task",
+        nargs="?",
+        metavar="TASK",
+        help="|".join(TASKS) + ", or the import path of a module implementing the task API",
+    )
     p.add_argument("-h", "--help", action="store_true", help="show this help (and the task's flags) and exit")
     s = p.add_argument_group("search")
     s.add_argument("--tuner", choices=("random", "bayesian", "hyperband"), default="random", help="search algorithm")
-    s.add_argument("--max-trials", type=int, default=10, help="trials to run (random, bayesian; hyperband: ignored, "
-                                                              "its budget is --epochs)")
-    s.add_argument("--initial-points", type=int, default=None, metavar="N",
-                   help="bayesian: random trials before the Gaussian process proposes any (default: half of "
-                        "--max-trials, at least 2, at most KerasTuner's 3 per searched hyperparameter)")
+    s.add_argument(
+        "--max-trials",
+        type=int,
+        default=10,
+        help="trials to run (random, bayesian; hyperband: ignored, its budget is --epochs)",
+    )
+    s.add_argument(
+        "--initial-points",
+        type=int,
+        default=None,
+        metavar="N",
+        help="bayesian: random trials before the Gaussian process proposes any (default: half of "
+        "--max-trials, at least 2, at most KerasTuner's 3 per searched hyperparameter)",
+    )
     s.add_argument("--project", default=None, help="project folder (default: runs/tune/TASK-TUNER); reused to resume")
     s.add_argument("--overwrite", action="store_true", help="discard an existing --project instead of resuming it")
     s.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated zoo models to search")
-    s.add_argument("--clipnorms", default=",".join(DEFAULT_CLIPNORMS), help="comma-separated clipnorm values "
-                                                                             "('none' = no clipping)")
-    s.add_argument("--pin", action="append", default=[], metavar="NAME=VALUE",
-                   help="fix a searched hyperparameter, e.g. --pin units=64 (repeatable)")
-    s.add_argument("--range", action="append", default=[], metavar="NAME=MIN:MAX",
-                   help="narrow a numeric range, e.g. --range units=16:64 (repeatable)")
-    s.add_argument("--objective", default=None, metavar="NAME[:min|max]",
-                   help="metric to optimize (default: the task's, e.g. val_accuracy:max for classify)")
+    s.add_argument(
+        "--clipnorms",
+        default=",".join(DEFAULT_CLIPNORMS),
+        help="comma-separated clipnorm values ('none' = no clipping)",
+    )
+    s.add_argument(
+        "--pin",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="fix a searched hyperparameter, e.g. --pin units=64 (repeatable)",
+    )
+    s.add_argument(
+        "--range",
+        action="append",
+        default=[],
+        metavar="NAME=MIN:MAX",
+        help="narrow a numeric range, e.g. --range units=16:64 (repeatable)",
+    )
+    s.add_argument(
+        "--objective",
+        default=None,
+        metavar="NAME[:min|max]",
+        help="metric to optimize (default: the task's, e.g. val_accuracy:max for classify)",
+    )
     s.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras fit verbosity per trial")
     d = p.add_argument_group("distributed (KerasTuner chief/worker over gRPC, no TLS)")
     role = d.add_mutually_exclusive_group()
@@ -73,8 +109,12 @@ def build_parser(prog: str = "seqzoo tune") -> argparse.ArgumentParser:
     role.add_argument("--worker", default=None, metavar="HOST:PORT", help="run trials for the chief at HOST:PORT")
     d.add_argument("--host", default=LOOPBACK, help="address the --workers launcher binds the chief to")
     d.add_argument("--tuner-id", default=None, help="this worker's id (default: worker-PID)")
-    d.add_argument("--expect-workers", type=int, default=0,
-                   help="chief: hand out no trial before this many workers asked (or 120 s passed)")
+    d.add_argument(
+        "--expect-workers",
+        type=int,
+        default=0,
+        help="chief: hand out no trial before this many workers asked (or 120 s passed)",
+    )
     d.add_argument("--timeout", type=float, default=3600, help="chief/launcher: give up after this many seconds")
     d.add_argument("--connect-timeout", type=float, default=30, help="worker: seconds to wait for the chief")
     d.add_argument("--rpc-timeout", type=float, default=300, help="worker: seconds per call to the chief")
@@ -94,16 +134,33 @@ def task_options(task, rest: list[str], prog: str, name: str):
         if field.name in SEARCHED and hasattr(given, field.name):
             flag, target = flag_of(field), field.name
             way = "--models" if target == "model" else "--clipnorms" if target == "clipnorm" else "--range"
-            raise ValueError(f"{flag} is searched by the tuner; pin it with --pin {target}=VALUE or narrow it with "
-                             f"{way}")
+            raise ValueError(
+                f"{flag} is searched by the tuner; pin it with --pin {target}=VALUE or narrow it with {way}"
+            )
     return options_from_args(task.Options, given)
 
 
 def _child_argv(args: argparse.Namespace, rest: list[str]) -> list[str]:
     """The flags a launched chief/worker gets: this search's, without the launcher's own."""
-    out = [args.task, "--tuner", args.tuner, "--max-trials", str(args.max_trials), "--project", str(args.project),
-           "--models", args.models, "--clipnorms", args.clipnorms, "--verbose", str(args.verbose),
-           "--connect-timeout", str(args.connect_timeout), "--rpc-timeout", str(args.rpc_timeout)]
+    out = [
+        args.task,
+        "--tuner",
+        args.tuner,
+        "--max-trials",
+        str(args.max_trials),
+        "--project",
+        str(args.project),
+        "--models",
+        args.models,
+        "--clipnorms",
+        args.clipnorms,
+        "--verbose",
+        str(args.verbose),
+        "--connect-timeout",
+        str(args.connect_timeout),
+        "--rpc-timeout",
+        str(args.rpc_timeout),
+    ]
     out += [f"--pin={v}" for v in args.pin] + [f"--range={v}" for v in args.range]
     if args.objective:
         out += ["--objective", args.objective]
@@ -117,8 +174,12 @@ def run(args: argparse.Namespace, task, rest: list[str], prog: str) -> int:
     from tuning.hypermodel import check_options
     from tuning.space import SearchSpace, parse_pins, parse_ranges, split_list
 
-    space = SearchSpace(models=tuple(split_list(args.models)), clipnorms=tuple(split_list(args.clipnorms)),
-                        ranges=parse_ranges(args.range), pins=parse_pins(args.pin))
+    space = SearchSpace(
+        models=tuple(split_list(args.models)),
+        clipnorms=tuple(split_list(args.clipnorms)),
+        ranges=parse_ranges(args.range),
+        pins=parse_pins(args.pin),
+    )
     for note in space.notes:
         print(f"note: {note}")
     options = task_options(task, rest, prog, args.task)
@@ -139,8 +200,10 @@ def run(args: argparse.Namespace, task, rest: list[str], prog: str) -> int:
     objective = parse_objective(args.objective, task)
     stray = sorted(k for k in os.environ if k.startswith("KERASTUNER_"))
     if stray and not (args.chief or args.worker):
-        raise ValueError(f"{', '.join(stray)} set in the environment would make this search a KerasTuner chief or "
-                         "worker; unset them and use --chief/--worker (or --workers N)")
+        raise ValueError(
+            f"{', '.join(stray)} set in the environment would make this search a KerasTuner chief or "
+            "worker; unset them and use --chief/--worker (or --workers N)"
+        )
     if args.chief:
         host, port = parse_address(args.chief, "--chief")
         check_port_free(host, port)  # before the data is loaded: fail fast
@@ -154,15 +217,28 @@ def run(args: argparse.Namespace, task, rest: list[str], prog: str) -> int:
         wait_for_chief(host, port, args.connect_timeout, args.rpc_timeout)
 
     # The same preparation and results as tuning.tune; only who runs the trials differs here.
-    tuner = prepare(task, options, space=space, tuner=args.tuner, max_trials=args.max_trials, project=project,
-                    objective=objective, initial_points=args.initial_points, verbose=args.verbose,
-                    check_objective=not args.worker)
-    print(f"search: {args.tuner} over {', '.join(space.searched())}; objective {objective.name} ({objective.direction});"
-          f" project {project}")
+    tuner = prepare(
+        task,
+        options,
+        space=space,
+        tuner=args.tuner,
+        max_trials=args.max_trials,
+        project=project,
+        objective=objective,
+        initial_points=args.initial_points,
+        verbose=args.verbose,
+        check_objective=not args.worker,
+    )
+    print(
+        f"search: {args.tuner} over {', '.join(space.searched())}; objective {objective.name} ({objective.direction});"
+        f" project {project}"
+    )
     if args.tuner == "bayesian":
         points = tuner.oracle.num_initial_points
-        print(f"bayesian: the first {points} completed trials are random, then the Gaussian process proposes"
-              + ("" if points < args.max_trials else f" (never, with --max-trials {args.max_trials})"))
+        print(
+            f"bayesian: the first {points} completed trials are random, then the Gaussian process proposes"
+            + ("" if points < args.max_trials else f" (never, with --max-trials {args.max_trials})")
+        )
     if args.chief:
         from tuning.distributed import serve_chief
 
@@ -190,8 +266,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "seqzoo tune") -> int:
         if args.help or args.task is None:
             parser.print_help()
             if args.task is not None:
-                print(f"\n--- the task's own flags (seqzoo train {args.task}); the searched ones are set by "
-                      "--pin/--range ---")
+                print(
+                    f"\n--- the task's own flags (seqzoo train {args.task}); the searched ones are set by "
+                    "--pin/--range ---"
+                )
                 task_parser(task_module(args.task), prog, args.task).print_help()
             return 0 if args.help else 2
         task = task_module(args.task)

@@ -85,8 +85,9 @@ def wait_for_chief(host: str, port: int, timeout: float, rpc_timeout: float) -> 
         channel.close()
 
 
-def serve_chief(tuner, host: str, port: int, *, expect_workers: int = 0, wait_workers_s: float = 120,
-                timeout_s: float = 3600) -> None:
+def serve_chief(
+    tuner, host: str, port: int, *, expect_workers: int = 0, wait_workers_s: float = 120, timeout_s: float = 3600
+) -> None:
     """Serve ``tuner.oracle`` until the search is done (every worker told to stop, no trial running)."""
     import grpc
     from keras_tuner.src import protos
@@ -150,8 +151,9 @@ def launch(child_argv: Sequence[str], workers: int, host: str, project: Path, ti
     for i in range(workers):
         log = open(logs / f"worker{i}.log", "w")  # noqa: SIM115 (closed below)
         handles.append(log)
-        procs[f"worker{i}"] = subprocess.Popen([*base, "--worker", address, "--tuner-id", f"worker{i}"],
-                                               stdout=log, stderr=subprocess.STDOUT)
+        procs[f"worker{i}"] = subprocess.Popen(
+            [*base, "--worker", address, "--tuner-id", f"worker{i}"], stdout=log, stderr=subprocess.STDOUT
+        )
     deadline = time.monotonic() + timeout_s + 60
     try:
         while any(p.poll() is None for p in procs.values()):

@@ -49,8 +49,10 @@ def task_module(task: str | ModuleType) -> ModuleType:
             try:
                 module = importlib.import_module(task)
             except ImportError:
-                raise ValueError(f"Unknown task {task!r}; tasks: {', '.join(TASKS)} (or the import path of a "
-                                 "module implementing the task API)") from None
+                raise ValueError(
+                    f"Unknown task {task!r}; tasks: {', '.join(TASKS)} (or the import path of a "
+                    "module implementing the task API)"
+                ) from None
     else:
         module = task
     check_task_module(module)
@@ -64,9 +66,12 @@ def check_options(task: ModuleType, options: TaskOptions) -> None:
     if options.strategy != "none":
         # Trials are built and fit outside any tf.distribute scope, so a strategy would be silently
         # ignored; parallelism in a search comes from running trials in several processes.
-        raise ConfigError("strategy", options.strategy, "'none' in a search (each trial trains on one device)",
-                          "Data-parallel strategies are for seqzoo train; spread trials over processes with "
-                          "--workers N instead")
+        raise ConfigError(
+            "strategy",
+            options.strategy,
+            "'none' in a search (each trial trains on one device)",
+            "Data-parallel strategies are for seqzoo train; spread trials over processes with --workers N instead",
+        )
 
 
 def depth_name(models: list[str]) -> str:
@@ -89,8 +94,16 @@ class SeqzooHyperModel(kt.HyperModel):
         objective: ``keras_tuner.Objective`` the trials report.
     """
 
-    def __init__(self, task: ModuleType, data: Any, options: TaskOptions, space: SearchSpace,
-                 objective: kt.Objective, *, verbose: int | str = "auto") -> None:
+    def __init__(
+        self,
+        task: ModuleType,
+        data: Any,
+        options: TaskOptions,
+        space: SearchSpace,
+        objective: kt.Objective,
+        *,
+        verbose: int | str = "auto",
+    ) -> None:
         super().__init__(name=f"seqzoo_{task.TASK}")
         check_task_module(task)
         check_options(task, options)
@@ -106,8 +119,10 @@ class SeqzooHyperModel(kt.HyperModel):
         fixed.pop("learning_rate")
         fixed.pop("clipnorm")
         if fixed.get("global_clipnorm") is not None and space.clipnorms != ("none",):
-            raise ValueError("--global-clipnorm cannot be combined with a clipnorm search (Keras takes one of the "
-                             "two); add --pin clipnorm=none or drop --global-clipnorm")
+            raise ValueError(
+                "--global-clipnorm cannot be combined with a clipnorm search (Keras takes one of the "
+                "two); add --pin clipnorm=none or drop --global-clipnorm"
+            )
         self.fixed_training = fixed  # global_clipnorm, clipvalue: the task's options, never searched
 
     # -------------------------------------------------------------------------------- space
@@ -127,8 +142,15 @@ class SeqzooHyperModel(kt.HyperModel):
     def draw(self, hp: kt.HyperParameters) -> tuple[ModelConfig, dict[str, Any], dict[str, Any]]:
         """(body config, compile keywords, the six searched values) for this trial's hyperparameters."""
         s = self.space
-        model = self._draw(hp, "model", lambda: hp.Fixed("model", s.models[0]) if len(s.models) == 1
-                           else hp.Choice("model", list(s.models), default=s.models[0]))
+        model = self._draw(
+            hp,
+            "model",
+            lambda: (
+                hp.Fixed("model", s.models[0])
+                if len(s.models) == 1
+                else hp.Choice("model", list(s.models), default=s.models[0])
+            ),
+        )
         if "num_layers" in s.pins:
             depth = hp.Fixed("num_layers", s.pins["num_layers"])
         else:
@@ -142,15 +164,35 @@ class SeqzooHyperModel(kt.HyperModel):
                 if model in models:
                     depth = value
         grid = s.units_grid()
-        units = self._draw(hp, "units", lambda: hp.Fixed("units", grid[0]) if len(grid) == 1 else hp.Int(
-            "units", grid[0], grid[-1], step=2, sampling="log", default=s.default("units")))
-        clip = self._draw(hp, "clipnorm", lambda: hp.Fixed("clipnorm", s.clipnorms[0]) if len(s.clipnorms) == 1
-                          else hp.Choice("clipnorm", list(s.clipnorms), default=s.default("clipnorm")))
+        units = self._draw(
+            hp,
+            "units",
+            lambda: (
+                hp.Fixed("units", grid[0])
+                if len(grid) == 1
+                else hp.Int("units", grid[0], grid[-1], step=2, sampling="log", default=s.default("units"))
+            ),
+        )
+        clip = self._draw(
+            hp,
+            "clipnorm",
+            lambda: (
+                hp.Fixed("clipnorm", s.clipnorms[0])
+                if len(s.clipnorms) == 1
+                else hp.Choice("clipnorm", list(s.clipnorms), default=s.default("clipnorm"))
+            ),
+        )
         lr = float(self._draw(hp, "learning_rate", lambda: self._float(hp, "learning_rate", sampling="log")))
         dropout = round(float(self._draw(hp, "dropout", lambda: self._float(hp, "dropout", step=0.1))), 6)
         config = self.base_config.replace(model=model, num_layers=int(depth), units=int(units), dropout=dropout)
-        values = {"model": model, "num_layers": int(depth), "units": int(units), "clipnorm": clip,
-                  "learning_rate": lr, "dropout": dropout}
+        values = {
+            "model": model,
+            "num_layers": int(depth),
+            "units": int(units),
+            "clipnorm": clip,
+            "learning_rate": lr,
+            "dropout": dropout,
+        }
         return config, {"learning_rate": lr, "clipnorm": clipnorm_value(clip), **self.fixed_training}, values
 
     def _float(self, hp: kt.HyperParameters, name: str, **kwargs) -> float:
@@ -176,9 +218,15 @@ class SeqzooHyperModel(kt.HyperModel):
             extra["initial_epoch"] = initial_epoch
         else:  # Hyperband resumes a model at initial_epoch: train the remaining epochs
             epochs = max(1, epochs - initial_epoch)
-        history = training.fit(model, self.data.train, self.data.val, epochs=epochs,
-                               callbacks=kwargs.pop("callbacks", []), verbose=kwargs.pop("verbose", self.verbose),
-                               **extra)
+        history = training.fit(
+            model,
+            self.data.train,
+            self.data.val,
+            epochs=epochs,
+            callbacks=kwargs.pop("callbacks", []),
+            verbose=kwargs.pop("verbose", self.verbose),
+            **extra,
+        )
         if self.objective.name not in history.history:
             raise kt.errors.FatalValueError(
                 f"Objective {self.objective.name!r} was not logged by task {self.task.TASK!r}; "

@@ -51,8 +51,12 @@ class _Recorded:
         _append_event(self.project_dir, event="start", trial=trial.trial_id, tuner=self.tuner_id)
         start = time.perf_counter()
         result = super().run_trial(trial, *args, **kwargs)
-        sidecar = {"seconds": round(time.perf_counter() - start, 3), "tuner": self.tuner_id, "pid": os.getpid(),
-                   "epochs_run": _epochs_run(result)}
+        sidecar = {
+            "seconds": round(time.perf_counter() - start, 3),
+            "tuner": self.tuner_id,
+            "pid": os.getpid(),
+            "epochs_run": _epochs_run(result),
+        }
         (Path(self.get_trial_dir(trial.trial_id)) / SIDECAR).write_text(json.dumps(sidecar) + "\n")
         return result
 
@@ -105,8 +109,16 @@ def initial_points(max_trials: int, dimensions: int) -> int:
     return min(max(3 * dimensions, 3), max(2, max_trials // 2))
 
 
-def make_tuner(kind: str, hypermodel: SeqzooHyperModel, *, project: str | os.PathLike, max_trials: int,
-               seed: int, overwrite: bool = False, num_initial_points: int | None = None) -> kt.Tuner:
+def make_tuner(
+    kind: str,
+    hypermodel: SeqzooHyperModel,
+    *,
+    project: str | os.PathLike,
+    max_trials: int,
+    seed: int,
+    overwrite: bool = False,
+    num_initial_points: int | None = None,
+) -> kt.Tuner:
     """A KerasTuner tuner over ``hypermodel`` in ``project`` (resumed when it exists, unless ``overwrite``).
 
     ``num_initial_points`` (bayesian only): random trials before the Gaussian process; default
@@ -122,12 +134,20 @@ def make_tuner(kind: str, hypermodel: SeqzooHyperModel, *, project: str | os.Pat
         if isinstance(num_initial_points, bool) or not isinstance(num_initial_points, int) or num_initial_points <= 0:
             raise ValueError(f"Received --initial-points {num_initial_points!r}, expected a positive integer")
     project = Path(project)
-    common = dict(objective=hypermodel.objective, seed=seed, hyperparameters=hypermodel.fixed_hyperparameters(),
-                  directory=str(project.parent), project_name=project.name, overwrite=overwrite)
+    common = dict(
+        objective=hypermodel.objective,
+        seed=seed,
+        hyperparameters=hypermodel.fixed_hyperparameters(),
+        directory=str(project.parent),
+        project_name=project.name,
+        overwrite=overwrite,
+    )
     if kind == "hyperband":
         if hypermodel.epochs < 2:
-            raise ValueError("--tuner hyperband needs --epochs >= 2 (it trains brackets of growing epochs); "
-                             "use --tuner random with --quick")
+            raise ValueError(
+                "--tuner hyperband needs --epochs >= 2 (it trains brackets of growing epochs); "
+                "use --tuner random with --quick"
+            )
         return Hyperband(hypermodel, max_epochs=hypermodel.epochs, factor=3, **common)
     if kind == "bayesian":
         points = num_initial_points or initial_points(max_trials, searched_dimensions(hypermodel))
@@ -164,9 +184,17 @@ def results(tuner: kt.Tuner) -> list[dict[str, Any]]:
         sidecar_path = Path(tuner.project_dir) / f"trial_{trial_id}" / SIDECAR
         sidecar = json.loads(sidecar_path.read_text()) if sidecar_path.is_file() else {}
         _, _, values = tuner.hypermodel.draw(trial.hyperparameters.copy())  # effective depth per model
-        rows.append({"trial": trial_id, "status": trial.status, **values,
-                     "epochs": trial_epochs(trial, tuner.hypermodel.epochs), "score": trial.score,
-                     "seconds": sidecar.get("seconds"), "tuner": sidecar.get("tuner")})
+        rows.append(
+            {
+                "trial": trial_id,
+                "status": trial.status,
+                **values,
+                "epochs": trial_epochs(trial, tuner.hypermodel.epochs),
+                "score": trial.score,
+                "seconds": sidecar.get("seconds"),
+                "tuner": sidecar.get("tuner"),
+            }
+        )
     return rows
 
 
@@ -236,8 +264,9 @@ def plot(rows: list[dict[str, Any]], objective: kt.Objective, title: str) -> byt
     return buf.getvalue()
 
 
-def write_results(tuner: kt.Tuner, objective: kt.Objective, title: str, *,
-                  show: bool = True) -> tuple[list[dict[str, Any]], dict[str, Path]]:
+def write_results(
+    tuner: kt.Tuner, objective: kt.Objective, title: str, *, show: bool = True
+) -> tuple[list[dict[str, Any]], dict[str, Path]]:
     """Write ``results.csv``, ``results.md`` and ``results.png`` into the project (and print the table)."""
     rows = results(tuner)
     project = Path(tuner.project_dir)
@@ -254,8 +283,11 @@ def write_results(tuner: kt.Tuner, objective: kt.Objective, title: str, *,
 
 
 def best_trial(tuner: kt.Tuner):
-    completed = [t for t in tuner.oracle.get_best_trials(len(tuner.oracle.trials) or 1)
-                 if t.status == "COMPLETED" and t.score is not None]
+    completed = [
+        t
+        for t in tuner.oracle.get_best_trials(len(tuner.oracle.trials) or 1)
+        if t.status == "COMPLETED" and t.score is not None
+    ]
     if not completed:
         raise ValueError(f"No trial of {tuner.project_dir} completed; see the trial messages in its trial_*/trial.json")
     return completed[0]
@@ -279,13 +311,22 @@ def export_best(tuner: kt.Tuner, hypermodel: SeqzooHyperModel) -> Path | None:
     config, compile_kwargs, values = hypermodel.draw(trial.hyperparameters.copy())
     metrics = {hypermodel.objective.name: trial.score}
     card = {
-        "hyperparameters": {**compile_kwargs, **values, "epochs": trial_epochs(trial, hypermodel.epochs),
-                            "batch_size": options.batch_size, "seed": options.seed},
-        "tuning": {"project": str(Path(tuner.project_dir).resolve()), "trial": trial.trial_id,
-                   "best_step": trial.best_step, "objective": [hypermodel.objective.name,
-                                                               hypermodel.objective.direction],
-                   "score": trial.score, "trials": len(tuner.oracle.trials),
-                   "values": dict(trial.hyperparameters.values)},
+        "hyperparameters": {
+            **compile_kwargs,
+            **values,
+            "epochs": trial_epochs(trial, hypermodel.epochs),
+            "batch_size": options.batch_size,
+            "seed": options.seed,
+        },
+        "tuning": {
+            "project": str(Path(tuner.project_dir).resolve()),
+            "trial": trial.trial_id,
+            "best_step": trial.best_step,
+            "objective": [hypermodel.objective.name, hypermodel.objective.direction],
+            "score": trial.score,
+            "trials": len(tuner.oracle.trials),
+            "values": dict(trial.hyperparameters.values),
+        },
         "metrics": metrics,
     }
     if hasattr(task, "export"):
@@ -295,8 +336,14 @@ def export_best(tuner: kt.Tuner, hypermodel: SeqzooHyperModel) -> Path | None:
     if hasattr(spec, "to_card"):
         card["spec"] = spec.to_card()
     endpoints = task.endpoints(model, spec) if hasattr(task, "endpoints") else None
-    return export(model, task=task.TASK, config=config, root=saved_models_root(options.saved_models),
-                  endpoints=endpoints, card=card)
+    return export(
+        model,
+        task=task.TASK,
+        config=config,
+        root=saved_models_root(options.saved_models),
+        endpoints=endpoints,
+        card=card,
+    )
 
 
 # ------------------------------------------------------------------------------------ a search from Python
@@ -331,9 +378,19 @@ def default_project(task: ModuleType, tuner: str) -> Path:
     return Path("runs") / "tune" / f"{task.TASK}-{tuner}"
 
 
-def prepare(task: ModuleType, options: TaskOptions, *, space: SearchSpace, tuner: str, max_trials: int,
-            project: Path, objective: kt.Objective, initial_points: int | None = None, verbose: int | str = "auto",
-            check_objective: bool = True) -> kt.Tuner:
+def prepare(
+    task: ModuleType,
+    options: TaskOptions,
+    *,
+    space: SearchSpace,
+    tuner: str,
+    max_trials: int,
+    project: Path,
+    objective: kt.Objective,
+    initial_points: int | None = None,
+    verbose: int | str = "auto",
+    check_objective: bool = True,
+) -> kt.Tuner:
     """Load the task's data and make the tuner over a :class:`SeqzooHyperModel` in ``project`` (resumed
     when it searched the same task, options and space; refused when it searched something else).
 
@@ -347,10 +404,19 @@ def prepare(task: ModuleType, options: TaskOptions, *, space: SearchSpace, tuner
     hypermodel = SeqzooHyperModel(task, data, options, space, objective, verbose=verbose)
     if check_objective:
         hypermodel.check_objective()
-    made = make_tuner(tuner, hypermodel, project=project, max_trials=max_trials, seed=options.seed,
-                      num_initial_points=initial_points)
-    check_project(project, {"task": task.TASK, "tuner": tuner, "objective": [objective.name, objective.direction],
-                            "space": space.to_dict(), "task_options": task_record(options)})
+    made = make_tuner(
+        tuner, hypermodel, project=project, max_trials=max_trials, seed=options.seed, num_initial_points=initial_points
+    )
+    check_project(
+        project,
+        {
+            "task": task.TASK,
+            "tuner": tuner,
+            "objective": [objective.name, objective.direction],
+            "space": space.to_dict(),
+            "task_options": task_record(options),
+        },
+    )
     return made
 
 
@@ -384,10 +450,19 @@ def finish(tuner: kt.Tuner, kind: str, *, show: bool = True) -> SearchResult:
     return SearchResult(tuner=tuner, rows=rows, paths=paths, export=export_best(tuner, hypermodel))
 
 
-def tune(task: str | ModuleType, options: TaskOptions | None = None, *, space: SearchSpace | None = None,
-         tuner: str = "random", max_trials: int = 10, project: str | os.PathLike | None = None,
-         objective: str | kt.Objective | None = None, overwrite: bool = False, initial_points: int | None = None,
-         verbose: int | str = "auto") -> SearchResult:
+def tune(
+    task: str | ModuleType,
+    options: TaskOptions | None = None,
+    *,
+    space: SearchSpace | None = None,
+    tuner: str = "random",
+    max_trials: int = 10,
+    project: str | os.PathLike | None = None,
+    objective: str | kt.Objective | None = None,
+    overwrite: bool = False,
+    initial_points: int | None = None,
+    verbose: int | str = "auto",
+) -> SearchResult:
     """Search ``task``'s zoo models in this process, as ``seqzoo tune`` does without ``--chief``/``--worker``::
 
         from tasks import sequence_classification as classify
@@ -412,8 +487,16 @@ def tune(task: str | ModuleType, options: TaskOptions | None = None, *, space: S
     project = Path(project) if project is not None else default_project(module, tuner)
     if overwrite and project.exists():
         shutil.rmtree(project)
-    made = prepare(module, options, space=space or SearchSpace(), tuner=tuner, max_trials=max_trials,
-                   project=project, objective=parse_objective(objective, module), initial_points=initial_points,
-                   verbose=verbose)
+    made = prepare(
+        module,
+        options,
+        space=space or SearchSpace(),
+        tuner=tuner,
+        max_trials=max_trials,
+        project=project,
+        objective=parse_objective(objective, module),
+        initial_points=initial_points,
+        verbose=verbose,
+    )
     made.search(verbose=verbose)
     return finish(made, tuner, show=verbose != 0)

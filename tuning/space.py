@@ -140,7 +140,9 @@ class SearchSpace:
     def __post_init__(self) -> None:
         for name in self.pins:
             if name not in SEARCHED:
-                raise ValueError(f"Cannot pin unknown hyperparameter {name!r}; searched ones are: {', '.join(SEARCHED)}")
+                raise ValueError(
+                    f"Cannot pin unknown hyperparameter {name!r}; searched ones are: {', '.join(SEARCHED)}"
+                )
             if name in self.ranges:
                 raise ValueError(f"{name} is both pinned and given a range; pass one of --pin {name}=... / --range")
         ranges = {**DEFAULT_RANGES, **self.ranges}
@@ -163,8 +165,10 @@ class SearchSpace:
         for m in models:
             low, high = self.depth_bounds(m)
             if low > high:
-                self.notes.append(f"model {m} left out: its depth range {_fmt_range(depth_range(m))} "
-                                  f"does not meet num_layers {self._depth_wanted()}")
+                self.notes.append(
+                    f"model {m} left out: its depth range {_fmt_range(depth_range(m))} "
+                    f"does not meet num_layers {self._depth_wanted()}"
+                )
             else:
                 depths[m] = (low, high)
         if not depths:
@@ -237,8 +241,12 @@ class SearchSpace:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form, saved in the project so a resume can check it searches the same space."""
-        return {"models": list(self.models), "clipnorms": list(self.clipnorms),
-                "ranges": {k: list(v) for k, v in sorted(self.ranges.items())}, "pins": dict(sorted(self.pins.items()))}
+        return {
+            "models": list(self.models),
+            "clipnorms": list(self.clipnorms),
+            "ranges": {k: list(v) for k, v in sorted(self.ranges.items())},
+            "pins": dict(sorted(self.pins.items())),
+        }
 
 
 def _fmt_range(bounds: tuple[Any, Any]) -> str:
