@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from zoo.errors import ConfigError
+
 CELLS = ("lstm", "gru", "simple")
 MERGE_MODES = ("concat", "sum", "mul", "ave")
 # Keras dtype policies of the recurrent body: full precision, or bfloat16 compute
@@ -39,25 +41,17 @@ MODEL_NAMES = tuple(_MODEL_CELLS)
 
 def _positive_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(
-            f"Received an invalid value for argument {name}, expected a positive "
-            f"integer, got {value!r}"
-        )
+        raise ValueError(f"Received an invalid value for argument {name}, expected a positive integer, got {value!r}")
 
 
 def _fraction(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ValueError(
-            f"Received an invalid value for argument {name}, expected a float in "
-            f"[0, 1), got {value!r}"
-        )
+        raise ValueError(f"Received an invalid value for argument {name}, expected a float in [0, 1), got {value!r}")
 
 
 def check_model_name(model: str) -> None:
     if model not in MODEL_NAMES:
-        raise ValueError(
-            f"Unknown model {model!r}. Valid models: {', '.join(MODEL_NAMES)}"
-        )
+        raise ValueError(f"Unknown model {model!r}. Valid models: {', '.join(MODEL_NAMES)}")
 
 
 def depth_range(model: str) -> tuple[int, int | None]:
@@ -85,6 +79,9 @@ class ModelConfig:
         dtype: Keras dtype policy of the recurrent layers, ``float32`` or
             ``mixed_bfloat16`` (bf16 compute, float32 weights; the body's
             outputs and states are cast back to float32 for the head).
+        fused: use seqzoo's fused CPU loop for LSTM/GRU layers; False gives
+            stock ``keras.layers.LSTM``/``GRU`` behaviour, to A/B them or fall
+            back. Same weights either way; other cells ignore it.
     """
 
     model: str = "lstm"
@@ -96,6 +93,7 @@ class ModelConfig:
     merge_mode: str = "concat"
     return_sequences: bool = False
     dtype: str = "float32"
+    fused: bool = True
 
     def __post_init__(self) -> None:
         check_model_name(self.model)
@@ -110,10 +108,7 @@ class ModelConfig:
                 "stacked_lstm": "; use model 'lstm' for a single layer",
             }.get(self.model, "")
             bound = f"exactly {low}" if low == high else f">= {low}"
-            raise ValueError(
-                f"Received num_layers={self.num_layers} for model {self.model!r}, "
-                f"expected {bound}{hint}"
-            )
+            raise ValueError(f"Received num_layers={self.num_layers} for model {self.model!r}, expected {bound}{hint}")
         allowed = _MODEL_CELLS[self.model]
         cell = allowed[0] if self.cell is None else self.cell
         if cell not in allowed:
@@ -121,19 +116,15 @@ class ModelConfig:
             if self.model == "bidirectional" and cell == "simple":
                 extra = " (the bidirectional wrapper is offered for gated cells)"
             raise ValueError(
-                f"Received cell={cell!r} for model {self.model!r}, expected one of "
-                f"{', '.join(allowed)}{extra}"
+                f"Received cell={cell!r} for model {self.model!r}, expected one of {', '.join(allowed)}{extra}"
             )
         object.__setattr__(self, "cell", cell)
         if self.merge_mode not in MERGE_MODES:
-            raise ValueError(
-                f"Received merge_mode={self.merge_mode!r}, expected one of "
-                f"{', '.join(MERGE_MODES)}"
-            )
+            raise ValueError(f"Received merge_mode={self.merge_mode!r}, expected one of {', '.join(MERGE_MODES)}")
         if self.dtype not in DTYPES:
-            raise ValueError(
-                f"Received dtype={self.dtype!r}, expected one of {', '.join(DTYPES)}"
-            )
+            raise ValueError(f"Received dtype={self.dtype!r}, expected one of {', '.join(DTYPES)}")
+        if not isinstance(self.fused, bool):
+            raise ConfigError("fused", self.fused, "a bool (True or False)")
         object.__setattr__(self, "return_sequences", bool(self.return_sequences))
 
     def to_dict(self) -> dict[str, Any]:
@@ -144,9 +135,7 @@ class ModelConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(
-                f"Unknown ModelConfig fields {unknown}; expected a subset of {sorted(known)}"
-            )
+            raise ValueError(f"Unknown ModelConfig fields {unknown}; expected a subset of {sorted(known)}")
         return cls(**data)
 
     def replace(self, **changes: Any) -> ModelConfig:

@@ -24,6 +24,8 @@ from zoo.train_step import SeqModel
 
 # Keras's LSTM and GRU with a faster CPU training loop (same weights and results).
 _RNN_CLASSES = {"lstm": FusedLSTM, "gru": FusedGRU, "simple": CarriedSimpleRNN}
+# The cells whose layer takes ``fused=`` (``ModelConfig.fused``).
+_FUSED_CELLS = ("lstm", "gru")
 # Number of state tensors each cell carries.
 STATE_SIZES = {"lstm": 2, "gru": 1, "simple": 1}
 
@@ -38,8 +40,7 @@ class ModelEntry:
 def _check_input(x, config: ModelConfig) -> None:
     if len(x.shape) != 3:
         raise ValueError(
-            f"Model {config.model!r} expects input of rank 3 (batch, timesteps, "
-            f"features), got shape {tuple(x.shape)}"
+            f"Model {config.model!r} expects input of rank 3 (batch, timesteps, features), got shape {tuple(x.shape)}"
         )
 
 
@@ -62,6 +63,7 @@ def _shared_body(x, config: ModelConfig, *, initial_states=None, return_states=F
             f"Model {config.model!r} with {config.num_layers} layer(s) expects "
             f"{per_layer * config.num_layers} initial state tensors, got {len(initial_states)}"
         )
+    fused = {"fused": config.fused} if config.cell in _FUSED_CELLS else {}
     states = []
     for i in range(config.num_layers):
         last = i == config.num_layers - 1
@@ -72,6 +74,7 @@ def _shared_body(x, config: ModelConfig, *, initial_states=None, return_states=F
             return_state=return_states,
             dtype=config.dtype,
             name=f"{config.cell}_{i}",
+            **fused,
         )
         if bidirectional:
             layer = keras.layers.Bidirectional(
@@ -96,9 +99,7 @@ def _recurrent(x, config, *, initial_states=None, return_states=False):
 
 
 def _bidirectional(x, config, *, initial_states=None, return_states=False):
-    return _shared_body(
-        x, config, initial_states=initial_states, return_states=return_states, bidirectional=True
-    )
+    return _shared_body(x, config, initial_states=initial_states, return_states=return_states, bidirectional=True)
 
 
 def _unshared(x, config, *, initial_states=None, return_states=False):
@@ -157,13 +158,22 @@ def apply(config: ModelConfig, x, *, initial_states=None, return_states=False):
     return MODELS[config.model].builder(x, config, initial_states=initial_states, return_states=return_states)
 
 
-def build(config: ModelConfig, timesteps: int | None, features: int, *, mask_value: float | None = None, name: str | None = None) -> keras.Model:
+def build(
+    config: ModelConfig,
+    timesteps: int | None,
+    features: int,
+    *,
+    mask_value: float | None = None,
+    name: str | None = None,
+) -> keras.Model:
     """A standalone body ``keras.Model`` on inputs of shape (batch, timesteps, features).
 
     With ``mask_value`` set, steps whose features all equal it are masked.
     """
     if isinstance(features, bool) or not isinstance(features, int) or features <= 0:
-        raise ValueError(f"Received an invalid value for argument features, expected a positive integer, got {features!r}")
+        raise ValueError(
+            f"Received an invalid value for argument features, expected a positive integer, got {features!r}"
+        )
     inputs = keras.Input((timesteps, features), name="inputs")
     x = inputs if mask_value is None else keras.layers.Masking(mask_value, name="masking")(inputs)
     return SeqModel(inputs, apply(config, x), name=name or config.model)

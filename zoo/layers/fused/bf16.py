@@ -8,8 +8,7 @@ XLA's CPU backend converts a whole bfloat16 array to float32 before slicing it, 
 into a bfloat16 buffer far more slowly than into a float32 one, while uint16 slices and
 writes are native. :func:`read` and :func:`encode` convert one step exactly as ``tf.cast`` does.
 :func:`encode` is XLA's own float32 -> bfloat16 conversion, bitcast: where the CPU has AVX512_BF16
-that is one instruction per 16 values, faster than rounding the bit patterns with integer ops
-(timings in ``benchmarks/RESULTS.md``).
+that is one instruction per 16 values, faster than rounding the bit patterns with integer ops.
 """
 
 from __future__ import annotations

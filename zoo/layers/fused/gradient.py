@@ -51,7 +51,7 @@ def _batch_split(batch, recurrent_kernel) -> list:
     inter-op pool runs side by side) finish the recurrence sooner than one loop over the whole
     batch. That stops paying once the recurrent kernel outgrows the cache, so only kernels up to
     4 MiB in float32 are split, into at most one chunk per core (and ``MAX_CHUNKS``) and at least
-    8 rows per chunk. Measured on 2 cores only (``benchmarks/RESULTS.md``).
+    8 rows per chunk. Measured on 2 cores only.
     """
     chunks = min(_usable_cores(), MAX_CHUNKS)
     if recurrent_kernel.shape.num_elements() > 2**20:
@@ -106,7 +106,9 @@ def _sequence(cell: Cell, x, kernel, recurrent_kernel, bias, states):
             dxs, weight_grads, d_states = [], [], []
             recurrent_t = tf.transpose(recurrent)  # here, not in XLA: its bf16 dot on a transposed operand is slow
             for (x_i, states_i, hs_i, outputs_i, saved, _), (d_hs, *d_final_i) in zip(chunks, d_chunks, strict=True):
-                d_projections, d_bias, d_states_i = cell.backward(recurrent_t, hs_i, states_i[0], saved, d_hs, *d_final_i)
+                d_projections, d_bias, d_states_i = cell.backward(
+                    recurrent_t, hs_i, states_i[0], saved, d_hs, *d_final_i
+                )
                 d_projections = [tf.cast(bf16.from_bits(d), x.dtype) for d in d_projections]
                 h_prev = _shifted(tf.cast(states_i[0], x.dtype), outputs_i)
                 if len(d_projections) == 1:  # LSTM: both weight gradients from one matmul [x, h_prev]^T dz
