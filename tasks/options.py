@@ -263,7 +263,8 @@ def build_parser(options_cls: type[TaskOptions], prog: str, description: str = "
             kwargs["action"] = "store_false" if default else "store_true"
             kwargs["help"] = meta["help"] if not default else f"do not {meta['help']}"
         else:
-            kwargs.update(type=kind, help=f"{meta['help']} (default: {default})")
+            shown = repr(default) if isinstance(default, str) else default
+            kwargs.update(type=kind, help=f"{meta['help']} (default: {shown})")
             if meta["choices"]:
                 kwargs["choices"] = meta["choices"]
             if meta["metavar"]:
@@ -280,13 +281,12 @@ def options_from_args(options_cls: type[TaskOptions], args: argparse.Namespace) 
     return options_cls.quick(**given) if given.pop("quick", False) else options_cls(**given)
 
 
-def _describe_error(exc: SeqzooError, options_cls: type[TaskOptions]) -> str:
-    """The error in the command line's words: a field shows as its flag."""
-    if isinstance(exc, ConfigError):
-        flags = {f.name: flag_of(f) for f in dataclasses.fields(options_cls)}
-        if exc.field in flags:
-            return exc.describe(flags[exc.field])
-    return str(exc)
+def _describe_error(exc: SeqzooError, options_cls: type[TaskOptions] | None) -> str:
+    """The error in the command line's words: a field shows as its flag (``seq_len`` as ``--seq-len``)."""
+    if not isinstance(exc, ConfigError):
+        return str(exc)
+    flags = {f.name: flag_of(f) for f in dataclasses.fields(options_cls)} if options_cls is not None else {}
+    return exc.describe(flags.get(exc.field, "--" + exc.field.replace("_", "-")))
 
 
 def main_for(options_cls: type[TaskOptions], run: Callable[[TaskOptions], Result], report: Callable[[Result], None],
@@ -304,7 +304,7 @@ def guarded(prog: str, work: Callable[[], Any], options_cls: type[TaskOptions] |
         work()
         return 0
     except SeqzooError as exc:
-        message = _describe_error(exc, options_cls) if options_cls is not None else str(exc)
+        message = _describe_error(exc, options_cls)
         print(f"{prog}: error: {message}", file=sys.stderr)
         return 2
     except (ValueError, OSError) as exc:  # Keras's own argument errors, missing or unreadable files
