@@ -281,7 +281,7 @@ def options_from_args(options_cls: type[TaskOptions], args: argparse.Namespace) 
     return options_cls.quick(**given) if given.pop("quick", False) else options_cls(**given)
 
 
-def _describe_error(exc: SeqzooError, options_cls: type[TaskOptions] | None) -> str:
+def describe_error(exc: SeqzooError, options_cls: type[TaskOptions] | None) -> str:
     """The error in the command line's words: a field shows as its flag (``seq_len`` as ``--seq-len``)."""
     if not isinstance(exc, ConfigError):
         return str(exc)
@@ -304,7 +304,7 @@ def guarded(prog: str, work: Callable[[], Any], options_cls: type[TaskOptions] |
         work()
         return 0
     except SeqzooError as exc:
-        message = _describe_error(exc, options_cls)
+        message = describe_error(exc, options_cls)
         print(f"{prog}: error: {message}", file=sys.stderr)
         return 2
     except (ValueError, OSError) as exc:  # Keras's own argument errors, missing or unreadable files

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tasks import TASKS
 from tasks.common import quiet_tensorflow
-from tasks.options import Formatter, _describe_error, flag_of, options_from_args
+from tasks.options import Formatter, describe_error, flag_of, options_from_args
 from tasks.options import build_parser as build_options_parser
 from tuning.distributed import LOOPBACK
 from tuning.space import DEFAULT_CLIPNORMS, DEFAULT_MODELS, DEFAULT_RANGES, SEARCHED
@@ -283,7 +283,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "seqzoo tune") -> int:
     try:
         return int(run(args, task, rest, prog) or 0)
     except SeqzooError as exc:
-        print(f"{prog}: error: {_describe_error(exc, options_cls)}", file=sys.stderr)
+        print(f"{prog}: error: {describe_error(exc, options_cls)}", file=sys.stderr)
         return 2
     except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)

@@ -235,16 +235,15 @@ class SeqzooHyperModel(kt.HyperModel):
         return history
 
     def fit_options(self) -> dict[str, Any]:
-        """Extra ``zoo.training.fit`` keywords: ``options.fit_kwargs()`` (``bptt``) or the task's own
-        ``fit_options(options, data)`` when it has one (what it returns wins).
+        """Extra ``zoo.training.fit`` keywords: ``options.fit_kwargs()`` (``bptt``), or the task's own
+        ``fit_options(options, data)`` when it has one.
 
         Trials keep no run folder, so no resume, checkpoint or gradient-norm log (KerasTuner keeps the
         best epoch's weights and its own resume).
         """
         trial: dict[str, Any] = {"resume": False, "checkpoint": False, "monitor": False}
-        if hasattr(self.task, "fit_options"):
-            return {**trial, **self.task.fit_options(self.options, self.data)}
-        return {**self.options.fit_kwargs(), **trial}
+        task = self.task.fit_options(self.options, self.data) if hasattr(self.task, "fit_options") else {}
+        return {**self.options.fit_kwargs(), **task, **trial}
 
     def logged_metrics(self) -> list[str]:
         """Names ``fit`` logs for this task (probe: the default model evaluated on one batch)."""

@@ -207,6 +207,12 @@ class SampleAfterEpoch(keras.callbacks.Callback):
             )
 
 
+def fit_options(options: Options, data: TaskData) -> dict:
+    """The ``zoo.training.fit`` keywords of a textgen run (the tuner's trials use them too): the
+    options' own, plus batches per epoch and stream mode, which the data decides."""
+    return {**options.fit_kwargs(), "steps_per_epoch": data.steps_per_epoch, "stream": options.mode == "stream"}
+
+
 def run(options: Options, *, callbacks: Iterable[Any] = (), verbose: int | str = "auto") -> Result:
     """Train with early stopping on val_loss, evaluate on validation and test and (unless ``export=False``)
     export; prints Keras's progress and the per-epoch samples (``verbose=0``: neither) -- :func:`report`
@@ -242,10 +248,8 @@ def run(options: Options, *, callbacks: Iterable[Any] = (), verbose: int | str =
             epochs=options.epochs,
             run_dir=folder,
             callbacks=[*own, *callbacks],
-            steps_per_epoch=data.steps_per_epoch,
-            stream=options.mode == "stream",
             verbose=verbose,
-            **options.fit_kwargs(),
+            **fit_options(options, data),
         )
     train_loss = float(history.history["loss"][-1])
     metrics = {
