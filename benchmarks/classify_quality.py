@@ -5,7 +5,7 @@
     python -m benchmarks.classify_quality --quick              # smoke run, writes nothing
 
 Each run is ``seqzoo train classify`` with the task's defaults and the per-model
-settings below (``--no-export``), through the same ``train_and_evaluate``.
+settings below, without an export: ``run(Options(...))``, the command's own path.
 The table goes to stdout and, between ``<!-- classify:start -->`` and
 ``<!-- classify:end -->``, into ``benchmarks/RESULTS.md`` (rewritten after every
 model, so a cut-short benchmark keeps what it measured).
@@ -25,30 +25,39 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.results import RESULTS, machine, write_section
-from tasks.common import Formatter, cli
+from tasks.options import Formatter, guarded
 from zoo.config import MODEL_NAMES
 
 TARGET = 0.993
-# Flags per model on top of the task's defaults (seqzoo train classify --help).
-SETTINGS: dict[str, list[str]] = {
-    "lstm": [],
-    "stacked_lstm": [],
-    "gru": [],
-    "bidirectional": ["--cell", "gru"],
-    "simple_rnn": [],
-    "unshared_rnn": [],
+# Options per model on top of the task's defaults (seqzoo train classify --help).
+SETTINGS: dict[str, dict[str, object]] = {
+    "lstm": {},
+    "stacked_lstm": {},
+    "gru": {},
+    "bidirectional": {"cell": "gru"},
+    "simple_rnn": {},
+    "unshared_rnn": {},
 }
+# The settings the section names as the task's defaults, in the order RESULTS.md shows them.
+DEFAULT_FIELDS = ("lr_schedule", "pooling", "noise", "model", "units", "dropout", "epochs", "batch_size",
+                  "learning_rate")
+
+
+def flags(settings: dict[str, object]) -> str:
+    """``settings`` as the command line's flags (the table shows what to type)."""
+    return " ".join(f"--{name.replace('_', '-')} {value}" for name, value in settings.items())
 
 
 def run_one(model: str, seed: int, quick: bool, runs: str) -> dict:
-    from tasks.sequence_classification import build_parser, train_and_evaluate
+    from tasks import sequence_classification as classify
 
-    argv = ["--model", model, "--seed", str(seed), "--no-export", "--runs", runs, *SETTINGS[model]]
-    args = build_parser().parse_args(argv + (["--quick"] if quick else []))
+    fields = {"model": model, "seed": seed, "export": False, "runs": runs, **SETTINGS[model]}
+    options = classify.Options.quick(**fields) if quick else classify.Options(**fields)
     start = time.perf_counter()
-    result = train_and_evaluate(args, verbose=0)
-    return {"accuracy": result["metrics"]["accuracy"], "macro_f1": result["metrics"]["macro_f1"],
-            "seconds": time.perf_counter() - start, "params": result["params"], "flags": " ".join(SETTINGS[model])}
+    result = classify.run(options, verbose=0)
+    return {"accuracy": result.metrics["accuracy"], "macro_f1": result.metrics["macro_f1"],
+            "seconds": time.perf_counter() - start, "params": result.details["params"],
+            "flags": flags(SETTINGS[model])}
 
 
 def table(rows: dict[str, list[dict]], seeds: int) -> str:
@@ -66,7 +75,7 @@ def table(rows: dict[str, list[dict]], seeds: int) -> str:
 
 
 def section(rows: dict[str, list[dict]], seeds: int, load: tuple[float, float]) -> str:
-    from tasks.sequence_classification import DEFAULTS
+    from tasks.sequence_classification import Options
 
     best = max(rows, key=lambda m: np.mean([r["accuracy"] for r in rows[m]]), default=None)
     verdict = ""
@@ -75,7 +84,7 @@ def section(rows: dict[str, list[dict]], seeds: int, load: tuple[float, float]) 
         verdict = (f"Best: **{best}** {mean:.2%} mean test accuracy -- the issue's target "
                    f"(>= {TARGET:.1%}) is {'met' if mean >= TARGET else 'NOT met'}.")
     per_seed = "; ".join(f"{m}: " + ", ".join(f"{r['accuracy']:.2%}" for r in runs) for m, runs in rows.items())
-    defaults = ", ".join(f"{k}={v}" for k, v in DEFAULTS.items())
+    defaults = ", ".join(f"{k}={getattr(Options(), k)}" for k in DEFAULT_FIELDS)
     return "\n".join([
         "## Sequence classification: JapaneseVowels (UEA), test accuracy over seeds",
         "",
@@ -130,7 +139,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return cli(run, build_parser(), argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return guarded(parser.prog, lambda: run(args))
 
 
 if __name__ == "__main__":

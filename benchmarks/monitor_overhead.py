@@ -48,14 +48,21 @@ def compiled_step_overhead(model, data, repeats: int, calls: int = 5) -> float:
     """Median paired CPU-time overhead (%) of the monitored compiled step over Keras's own."""
     import tensorflow as tf
 
-    from zoo import bptt, monitor
+    from zoo import monitor
+    from zoo.train_step import TrainingPlan
 
     batch = next(iter(data))
+    # SeqModel.train_step reads its plan when traced: Keras's own step without one, the monitored
+    # step with the gradient statistics that fit(monitor=True) sets.
     plain = tf.function(model.train_step)
-    watched = tf.function(bptt.make_train_step(model, None, carrier=None, stream=False, stats_fn=monitor.GradientStats(model)))
+    plain(batch)  # trace
+    model.set_training_plan(TrainingPlan(statistics=monitor.GradientStats(model)))
+    try:
+        watched = tf.function(model.train_step)
+        watched(batch)  # trace
+    finally:
+        model.set_training_plan(None)
     cpu: dict[str, list[float]] = {"plain": [], "watched": []}
-    for fn in (plain, watched):
-        fn(batch)  # trace
     for r in range(repeats):
         for name, fn in (("plain", plain), ("watched", watched))[:: 1 if r % 2 == 0 else -1]:
             c0 = time.process_time()

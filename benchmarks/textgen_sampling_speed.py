@@ -72,11 +72,11 @@ def main(argv=None) -> int:
         what = f"export {args.export}"
     else:
         with tempfile.TemporaryDirectory() as runs:
-            targs = tg.build_parser().parse_args(
-                ["--text-file", args.corpus, "--model", args.model, "--units", str(args.units), "--epochs", "1",
-                 "--steps-per-epoch", str(args.train_steps), "--sample-length", "0", "--runs", runs, "--no-export",
-                 "--no-monitor"] + ([] if args.num_layers is None else ["--num-layers", str(args.num_layers)]))
-            model, config, data, _ = tg.train(targs)
+            options = tg.Options(text_file=args.corpus, model=args.model, units=args.units, num_layers=args.num_layers,
+                                 epochs=1, steps_per_epoch=args.train_steps, sample_length=0, runs=runs, export=False,
+                                 monitor=False)
+            result = tg.run(options)
+        model, config, data = result.model, result.details["config"], result.details["data"]
         vocab, seq_len = data.vocab, data.spec["seq_len"]
         what = f"{args.model} {args.units} units trained {args.train_steps} batches on {Path(args.corpus).name}"
     window = args.window if not tg.is_window_model(config.model) else seq_len

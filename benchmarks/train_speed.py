@@ -252,7 +252,7 @@ def _torch_timer(cell: str, layers: int, precision: str, shape: Shape, data: np.
 
 def torch_contender(cell: str, layers: int, precision: str, shape: Shape, data, steps: int, *, rest: bool = False):
     """PyTorch runs in its own process: in one process with TensorFlow, each framework's
-    thread pools slow the other down (measured here: PyTorch 16x slower)."""
+    thread pools slow the other down."""
     import subprocess
 
     np.save(data_file := os.path.join(_tmpdir(), "tokens.npy"), data)

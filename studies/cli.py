@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tasks.common import Formatter, cli
+from tasks.options import Formatter, guarded
 
 STUDIES = {
     "weight_sharing": "studies.weight_sharing",
@@ -58,8 +58,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "seqzoo study") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     name = next((a for a in argv if not a.startswith("-")), None)
     parser = _parser(prog, name if name in STUDIES else None)
+    args = parser.parse_args(argv)
 
-    def _run(args):
+    def _run():
         if args.seeds is None:
             args.seeds = 2 if args.quick else 5
         if args.seeds < 1:
@@ -67,9 +68,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "seqzoo study") -> int:
         out = run_study(args.name, args)
         print(f"\nReport: {out / 'report.md'}\n")
         print((out / "report.md").read_text())
-        return 0
 
-    return cli(_run, parser, argv)
+    return guarded(prog, _run)
 
 
 if __name__ == "__main__":

@@ -91,9 +91,8 @@ def _classify(s, seed):
     from zoo.training import fit
 
     c = s["classify"]
-    args = C.build_parser().parse_args(["--dataset", c["dataset"], "--batch-size", str(c["batch_size"]),
-                                        "--seed", str(seed), "--model", "lstm"])
-    data = C.load_data(args)
+    options = C.Options(dataset=c["dataset"], batch_size=c["batch_size"], seed=seed, model="lstm")
+    data = C.load_data(options)
     features = data.spec.channels
 
     def train(config):
@@ -118,12 +117,10 @@ def _textgen(s, seed):
     from zoo.training import fit
 
     t = s["textgen"]
-    args = T.build_parser().parse_args(
-        ["--seq-len", str(t["seq_len"]), "--batch-size", str(t["batch_size"]),
-         "--steps-per-epoch", str(t["steps_per_epoch"]), "--max-chars", str(t["max_chars"]),
-         "--embedding-dim", str(t["embedding_dim"]), "--seed", str(seed)])
-    data = T.load_data(args)
-    train_windows = T._windows(data.ids["train"][: 40 * t["seq_len"] * 8], t["seq_len"], t["batch_size"])
+    options = T.Options(seq_len=t["seq_len"], batch_size=t["batch_size"], steps_per_epoch=t["steps_per_epoch"],
+                        max_chars=t["max_chars"], embedding_dim=t["embedding_dim"], seed=seed)
+    data = T.load_data(options)
+    train_windows = T.windows(data.ids["train"][: 40 * t["seq_len"] * 8], t["seq_len"], t["batch_size"])
 
     def train(config):
         common.set_seed(seed)

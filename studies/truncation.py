@@ -88,14 +88,12 @@ def _textgen(s, seed, out):
     from zoo.training import fit
 
     t = s["textgen"]
-    args = T.build_parser().parse_args(
-        ["--model", t["model"], "--units", str(t["units"]), "--seq-len", str(t["seq_len"]),
-         "--batch-size", str(t["batch_size"]), "--steps-per-epoch", str(t["steps_per_epoch"]),
-         "--max-chars", str(t["max_chars"]), "--embedding-dim", str(t["embedding_dim"]),
-         "--learning-rate", str(t["learning_rate"]), "--seed", str(seed)])
+    options = T.Options(model=t["model"], units=t["units"], seq_len=t["seq_len"], batch_size=t["batch_size"],
+                        steps_per_epoch=t["steps_per_epoch"], max_chars=t["max_chars"],
+                        embedding_dim=t["embedding_dim"], learning_rate=t["learning_rate"], seed=seed)
     common.set_seed(seed)
-    data = T.load_data(args)
-    config = common.config_from_args(args, return_sequences=True)
+    data = T.load_data(options)
+    config = options.model_config()
 
     def train(bptt):
         common.set_seed(seed)
@@ -129,11 +127,11 @@ def _movement(s, seed, out):
     from zoo.training import fit
 
     m = s["movement"]
-    argv = ["--model", m["model"], "--units", str(m["units"]), "--window", str(m["window"]),
-            "--batch-size", str(m["batch_size"]), "--learning-rate", str(m["learning_rate"]), "--seed", str(seed)]
-    args = M.build_parser().parse_args(argv + (["--quick"] if m["quick_data"] else []))
-    data = M.load_data(args)
-    config = common.config_from_args(args, return_sequences=False)
+    # A quick study takes only the quick preset's data (the last days); the study sets its own epochs.
+    options = M.Options(model=m["model"], units=m["units"], window=m["window"], batch_size=m["batch_size"],
+                        learning_rate=m["learning_rate"], seed=seed, small_data=m["quick_data"])
+    data = M.load_data(options)
+    config = options.model_config()
     steps = int(np.ceil(len(data.y["train"]) / m["batch_size"]))
 
     def train(bptt):

@@ -1,4 +1,4 @@
-"""The benchmark tables' arithmetic (the timings themselves are measured, not tested)."""
+"""The benchmark tables' arithmetic and what the benchmarks run (the timings themselves are measured, not tested)."""
 
 from benchmarks.train_speed import REST, Shape, breakdown_table, table
 
@@ -23,3 +23,34 @@ def test_table_reports_the_per_round_ratio_range():
                                                            "seqzoo setup": 0.5, "keras setup": 0.2})
     cells = [c.strip() for c in table([row], ["seqzoo", "keras", "torch"]).splitlines()[2].strip("|").split("|")]
     assert cells[6:] == ["1.10x", "0.50x", "0.90-1.30x", "+120.0%", "0.50 / 0.20"]
+
+
+def test_classify_quality_names_each_model_setting_as_its_flag_and_the_task_defaults():
+    from benchmarks import classify_quality as cq
+
+    assert cq.flags(cq.SETTINGS["bidirectional"]) == "--cell gru"
+    assert cq.flags({"lr_schedule": "cosine", "units": 32}) == "--lr-schedule cosine --units 32"
+    row = {"accuracy": 0.9, "macro_f1": 0.8, "seconds": 1.0, "params": 10, "flags": ""}
+    text = cq.section({"gru": [row]}, 1, (0.0, 0.0))
+    assert ("Task defaults: lr_schedule=constant, pooling=last, noise=0.0, model=gru, units=64, dropout=0.2, "
+            "epochs=60, batch_size=16, learning_rate=0.003.") in text
+
+
+def test_monitor_overhead_compares_the_keras_step_with_the_monitored_one():
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    import zoo
+    from benchmarks.monitor_overhead import compiled_step_overhead
+    from zoo import training
+
+    ids = np.random.default_rng(0).integers(0, 10, (16, 6)).astype("int32")
+    data = tf.data.Dataset.from_tensor_slices((ids, ids)).batch(8)
+    inputs = keras.Input((None,), dtype="int32")
+    body = zoo.apply(zoo.ModelConfig("lstm", units=4, return_sequences=True), keras.layers.Embedding(10, 4)(inputs))
+    model = zoo.SeqModel(inputs, keras.layers.Dense(10)(body))
+    training.compile_model(model, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    training.fit(model, data, epochs=1, verbose=0, monitor=False)
+    assert np.isfinite(compiled_step_overhead(model, data, repeats=2, calls=1))
+    assert model.training_plan is None  # Keras's own step again afterwards
