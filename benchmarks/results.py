@@ -35,7 +35,11 @@ def write_section(key: str, body: str, path: Path = RESULTS) -> None:
     """Replace (or append) the text between ``<!-- key:start -->`` and ``<!-- key:end -->``."""
     start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
     block = f"{start}\n{body.rstrip()}\n{end}"
-    text = path.read_text() if path.exists() else "# Benchmark results\n\nEach section is rewritten by the script named in it.\n"
+    text = (
+        path.read_text()
+        if path.exists()
+        else "# Benchmark results\n\nEach section is rewritten by the script named in it.\n"
+    )
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text)

@@ -64,19 +64,29 @@ def main(argv=None) -> int:
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     with tempfile.TemporaryDirectory() as runs:
         # Patience (and epochs) high enough that only the time budget ends training; textgen flags win.
-        fields = {"text_file": args.corpus, "steps_per_epoch": 200, "patience": 1000, "runs": runs,
-                  "export": False, "monitor": False, **(given if rest else DEFAULT_MODEL)}
+        fields = {
+            "text_file": args.corpus,
+            "steps_per_epoch": 200,
+            "patience": 1000,
+            "runs": runs,
+            "export": False,
+            "monitor": False,
+            **(given if rest else DEFAULT_MODEL),
+        }
         # --quick: the preset's epochs and sample length instead of the budget's.
-        options = (tg.Options.quick(**fields) if quick
-                   else tg.Options(**{"epochs": 1000, "sample_length": 200, **fields}))
+        options = (
+            tg.Options.quick(**fields) if quick else tg.Options(**{"epochs": 1000, "sample_length": 200, **fields})
+        )
         result = tg.run(options, callbacks=[clock])
     train_s = clock.seconds
     cpu_s = (clock.cpu.ru_utime + clock.cpu.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
     metrics, config = result.metrics, result.details["config"]
     load_after = os.getloadavg()[0]
     chars = clock.steps * options.batch_size * options.seq_len
-    what = (f"{config.model} units={config.units} layers={config.num_layers} seq_len={options.seq_len} "
-            f"batch={options.batch_size} lr={options.learning_rate}")
+    what = (
+        f"{config.model} units={config.units} layers={config.num_layers} seq_len={options.seq_len} "
+        f"batch={options.batch_size} lr={options.learning_rate}"
+    )
     table = [
         "| budget | trained | steps | chars seen | val nats/char | val bits/char | test nats/char |",
         "|---|---|---:|---:|---:|---:|---:|",
@@ -84,13 +94,16 @@ def main(argv=None) -> int:
         f"{chars / 1e6:.1f} M | {metrics['val_loss']:.3f} | {metrics['val_bits_per_char']:.3f} | "
         f"{metrics['test_loss']:.3f} |",
     ]
-    note = (f"{what}; {machine()}; load average {load_before:.1f} at start, {load_after:.1f} at end "
-            "(the machine was shared with other jobs when the load is above 2)")
+    note = (
+        f"{what}; {machine()}; load average {load_before:.1f} at start, {load_after:.1f} at end "
+        "(the machine was shared with other jobs when the load is above 2)"
+    )
     print("\n" + note + "\n\n" + "\n".join(table))
     if args.write:
         cmd = "python -m benchmarks.textgen_quality " + " ".join(sys.argv[1:] if argv is None else argv)
-        write_textgen_section("quality", "\n".join(["### Quality within a time budget", "", f"`{cmd}`", "",
-                                                    note, "", *table]))
+        write_textgen_section(
+            "quality", "\n".join(["### Quality within a time budget", "", f"`{cmd}`", "", note, "", *table])
+        )
     return 0
 
 

@@ -72,9 +72,18 @@ def main(argv=None) -> int:
         what = f"export {args.export}"
     else:
         with tempfile.TemporaryDirectory() as runs:
-            options = tg.Options(text_file=args.corpus, model=args.model, units=args.units, num_layers=args.num_layers,
-                                 epochs=1, steps_per_epoch=args.train_steps, sample_length=0, runs=runs, export=False,
-                                 monitor=False)
+            options = tg.Options(
+                text_file=args.corpus,
+                model=args.model,
+                units=args.units,
+                num_layers=args.num_layers,
+                epochs=1,
+                steps_per_epoch=args.train_steps,
+                sample_length=0,
+                runs=runs,
+                export=False,
+                monitor=False,
+            )
             result = tg.run(options)
         model, config, data = result.model, result.details["config"], result.details["data"]
         vocab, seq_len = data.vocab, data.spec["seq_len"]
@@ -85,14 +94,19 @@ def main(argv=None) -> int:
     fast = _time(step, "ROMEO:", args.length, args.repeats)
     slow = _time(refeed, "ROMEO:", max(args.length // 5, 20), args.repeats)
     rows = [("step (carried state)", fast), (f"re-feed {window}-char window", slow)]
-    table = ["| sampler | chars/s |", "|---|---:|", *[f"| {n} | {v:,.0f} |" for n, v in rows],
-             f"| **speed-up** | **{fast / slow:.1f}x** |"]
+    table = [
+        "| sampler | chars/s |",
+        "|---|---:|",
+        *[f"| {n} | {v:,.0f} |" for n, v in rows],
+        f"| **speed-up** | **{fast / slow:.1f}x** |",
+    ]
     print(f"\n{what}; {machine()}\n")
     print("\n".join(table))
     if args.write:
         cmd = "python -m benchmarks.textgen_sampling_speed " + " ".join(sys.argv[1:] if argv is None else argv)
-        write_textgen_section("sampling", "\n".join([
-            "### Sampling speed", "", f"`{cmd}`", "", f"{what}; {machine()}", "", *table]))
+        write_textgen_section(
+            "sampling", "\n".join(["### Sampling speed", "", f"`{cmd}`", "", f"{what}; {machine()}", "", *table])
+        )
     return 0
 
 

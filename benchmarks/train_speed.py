@@ -139,12 +139,21 @@ def seqzoo_contender(cell: str, layers: int, precision: str, shape: Shape, data,
     import zoo
     from zoo import training
 
-    config = zoo.ModelConfig(zoo_model_name(cell, layers), units=shape.units, num_layers=layers, return_sequences=True, dtype=_dtype(precision))
+    config = zoo.ModelConfig(
+        zoo_model_name(cell, layers),
+        units=shape.units,
+        num_layers=layers,
+        return_sequences=True,
+        dtype=_dtype(precision),
+    )
     body = _dense_body(layers, shape, _dtype(precision)) if rest else (lambda x: zoo.apply(config, x))
     model = _char_model(body, shape)
     training.compile_model(model, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return _keras_timer(
-        model, data, lambda m, ds, n, cbs: training.fit(m, ds, epochs=1, steps_per_epoch=n, verbose=0, callbacks=cbs), steps
+        model,
+        data,
+        lambda m, ds, n, cbs: training.fit(m, ds, epochs=1, steps_per_epoch=n, verbose=0, callbacks=cbs),
+        steps,
     )
 
 
@@ -167,7 +176,11 @@ def keras_contender(cell, layers, precision, shape, data, steps, *, jit_compile=
     """Bare Keras: the same char model, ``model.compile`` + ``model.fit``, nothing else."""
     import keras
 
-    body = _dense_body(layers, shape, _dtype(precision)) if rest else _keras_layers(cell, layers, shape, _dtype(precision), **lever)
+    body = (
+        _dense_body(layers, shape, _dtype(precision))
+        if rest
+        else _keras_layers(cell, layers, shape, _dtype(precision), **lever)
+    )
     model = _char_model(body, shape)
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=jit_compile)
     return _keras_timer(
@@ -191,17 +204,27 @@ def hoisted_lstm_class():
 
             def step(z_t, states):
                 h, c = states
-                c, o = cell._compute_carry_and_output_fused(ops.split(z_t + ops.matmul(h, cell.recurrent_kernel), 4, -1), c)
+                c, o = cell._compute_carry_and_output_fused(
+                    ops.split(z_t + ops.matmul(h, cell.recurrent_kernel), 4, -1), c
+                )
                 h = o * cell.activation(c)
                 return h, [h, c]
 
-            return backend.rnn(step, z_in, list(initial_state), mask=mask, input_length=sequences.shape[1],
-                               return_all_outputs=self.return_sequences)
+            return backend.rnn(
+                step,
+                z_in,
+                list(initial_state),
+                mask=mask,
+                input_length=sequences.shape[1],
+                return_all_outputs=self.return_sequences,
+            )
 
     return Hoisted
 
 
-def _torch_timer(cell: str, layers: int, precision: str, shape: Shape, data: np.ndarray, steps: int, rest: bool = False):
+def _torch_timer(
+    cell: str, layers: int, precision: str, shape: Shape, data: np.ndarray, steps: int, rest: bool = False
+):
     """Build and warm a PyTorch model; return a function that times ``steps`` training steps
     (``rest``: with the recurrent layers replaced by Linear layers of the same width)."""
     import torch
@@ -215,7 +238,9 @@ def _torch_timer(cell: str, layers: int, precision: str, shape: Shape, data: np.
             self.embed = torch.nn.Embedding(shape.vocab, shape.embed)
             if rest:
                 widths = [shape.embed] + [shape.units] * layers
-                self.body = torch.nn.Sequential(*(torch.nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True)))
+                self.body = torch.nn.Sequential(
+                    *(torch.nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True))
+                )
             else:
                 self.rnn = rnn_cls(shape.embed, shape.units, num_layers=layers, batch_first=True)
             self.head = torch.nn.Linear(shape.units, shape.vocab)
@@ -257,8 +282,21 @@ def torch_contender(cell: str, layers: int, precision: str, shape: Shape, data, 
 
     np.save(data_file := os.path.join(_tmpdir(), "tokens.npy"), data)
     worker = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.train_speed", "--torch-worker", cell, str(layers), precision, str(steps), data_file, str(int(rest))],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.train_speed",
+            "--torch-worker",
+            cell,
+            str(layers),
+            precision,
+            str(steps),
+            data_file,
+            str(int(rest)),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     if worker.stdout.readline().strip() != "ready":
         raise RuntimeError("the PyTorch worker failed to start")
@@ -300,8 +338,9 @@ CONTENDERS = {
 REST = ":rest"  # suffix of a contender timed with Dense layers in place of its recurrent ones
 
 
-def measure(cells, layers_list, precisions, repeats: int, steps: int, shape: Shape, corpus, contenders,
-            breakdown: bool = False) -> list[dict]:
+def measure(
+    cells, layers_list, precisions, repeats: int, steps: int, shape: Shape, corpus, contenders, breakdown: bool = False
+) -> list[dict]:
     data = _tokens(shape, 16, corpus)
     contenders = list(contenders) + ([name + REST for name in contenders] if breakdown else [])
     tokens_per_run = steps * shape.batch * shape.seq_len
@@ -347,7 +386,10 @@ def table(rows: list[dict], contenders) -> str:
             rounds = r["seqzoo/torch rounds"]
             cells += [f"{min(rounds):.2f}-{max(rounds):.2f}x"]
         if {"seqzoo", "keras"} <= set(contenders):
-            cells += [f"{(r['seqzoo'] / r['keras'] - 1) * 100:+.1f}%", f"{r['seqzoo setup']:.2f} / {r['keras setup']:.2f}"]
+            cells += [
+                f"{(r['seqzoo'] / r['keras'] - 1) * 100:+.1f}%",
+                f"{r['seqzoo setup']:.2f} / {r['keras setup']:.2f}",
+            ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -380,13 +422,20 @@ def main(argv=None) -> int:
     parser.add_argument("--cells", default="lstm,gru", help="comma-separated: lstm,gru")
     parser.add_argument("--layers", default="1,2", help="comma-separated depths")
     parser.add_argument("--precisions", default="fp32,bf16", help="comma-separated: fp32,bf16")
-    parser.add_argument("--contenders", default="seqzoo,keras,torch", help=f"comma-separated from {', '.join(CONTENDERS)}")
+    parser.add_argument(
+        "--contenders", default="seqzoo,keras,torch", help=f"comma-separated from {', '.join(CONTENDERS)}"
+    )
     parser.add_argument("--repeats", type=int, default=5, help="interleaved timing rounds; the median is reported")
     parser.add_argument("--steps", type=int, default=10, help="training steps per timing")
-    parser.add_argument("--corpus", default=None, help="optional text file for real tokens (speed does not depend on it)")
-    parser.add_argument("--breakdown", action="store_true",
-                        help="also time each contender with Dense layers in place of its recurrent ones, and split each "
-                             "step into the recurrent layers and the rest")
+    parser.add_argument(
+        "--corpus", default=None, help="optional text file for real tokens (speed does not depend on it)"
+    )
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also time each contender with Dense layers in place of its recurrent ones, and split each "
+        "step into the recurrent layers and the rest",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only, do not update benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
     contenders = [c for c in args.contenders.split(",") if c]
@@ -406,8 +455,17 @@ def main(argv=None) -> int:
 
     levers = ": levers" if any(c.startswith("keras-") for c in contenders) else ""  # its own RESULTS.md section
     shape = Shape()
-    rows = measure(args.cells.split(","), [int(v) for v in args.layers.split(",")], args.precisions.split(","),
-                   args.repeats, args.steps, shape, args.corpus, contenders, breakdown=args.breakdown)
+    rows = measure(
+        args.cells.split(","),
+        [int(v) for v in args.layers.split(",")],
+        args.precisions.split(","),
+        args.repeats,
+        args.steps,
+        shape,
+        args.corpus,
+        contenders,
+        breakdown=args.breakdown,
+    )
     body = (
         f"## Training speed{levers} (`python -m benchmarks.train_speed {' '.join(argv)}`)\n\n"
         f"{machine()}\n\nChar LM: Embedding {shape.embed} -> RNN {shape.units} x layers -> Dense {shape.vocab}, "

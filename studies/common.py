@@ -55,15 +55,27 @@ def fmt_ci(summary: dict[str, float], digits: int = 3) -> str:
     return f"{fmt(summary['mean'], digits)} ± {fmt(summary['ci95'], digits)}"
 
 
-def verdict(a_name: str, a: Sequence[float], b_name: str, b: Sequence[float], *, higher_is_better: bool = True,
-            what: str = "score", alpha: float = 0.05) -> str:
+def verdict(
+    a_name: str,
+    a: Sequence[float],
+    b_name: str,
+    b: Sequence[float],
+    *,
+    higher_is_better: bool = True,
+    what: str = "score",
+    alpha: float = 0.05,
+) -> str:
     """A sentence chosen by the numbers: which is better, and whether the evidence holds."""
     ma, mb, p = float(np.mean(a)), float(np.mean(b)), welch_p(a, b)
-    (better, mbest), (worse, mworst) = sorted([(a_name, ma), (b_name, mb)], key=lambda t: t[1], reverse=higher_is_better)
+    (better, mbest), (worse, mworst) = sorted(
+        [(a_name, ma), (b_name, mb)], key=lambda t: t[1], reverse=higher_is_better
+    )
     n = min(len(a), len(b))
     means = f"{fmt(mbest)} vs {fmt(mworst)}"
     if math.isnan(p):
-        return f"{better} has the better mean {what} ({means}), but with one run each there is no test of the difference."
+        return (
+            f"{better} has the better mean {what} ({means}), but with one run each there is no test of the difference."
+        )
     if p < alpha:
         return f"{better} beats {worse} on {what} ({means}, Welch p = {p:.2g}, {n} seeds each)."
     return (
@@ -124,8 +136,20 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def train_model(config, x, y, *, head: str, epochs: int, batch_size: int = 64, learning_rate: float = 3e-3,
-                seed: int = 0, validation=None, verbose: int = 0, **training_kwargs):
+def train_model(
+    config,
+    x,
+    y,
+    *,
+    head: str,
+    epochs: int,
+    batch_size: int = 64,
+    learning_rate: float = 3e-3,
+    seed: int = 0,
+    validation=None,
+    verbose: int = 0,
+    **training_kwargs,
+):
     """Build ``Input -> zoo body -> head`` and train it on the one compile + fit path.
 
     ``head`` is ``"binary"`` (sigmoid, accuracy), ``"classes:K"`` (softmax over K) or
@@ -143,15 +167,18 @@ def train_model(config, x, y, *, head: str, epochs: int, batch_size: int = 64, l
         outputs, loss, metrics = keras.layers.Dense(1, activation="sigmoid")(h), "binary_crossentropy", ["accuracy"]
     elif head.startswith("classes:"):
         k = int(head.split(":")[1])
-        outputs, loss, metrics = keras.layers.Dense(k, activation="softmax")(h), "sparse_categorical_crossentropy", ["accuracy"]
+        outputs, loss, metrics = (
+            keras.layers.Dense(k, activation="softmax")(h),
+            "sparse_categorical_crossentropy",
+            ["accuracy"],
+        )
     elif head == "regression":
         outputs, loss, metrics = keras.layers.Dense(1)(h), "mse", []
     else:
         raise ValueError(f"Unknown head {head!r}; expected binary, classes:K or regression")
     model = zoo.SeqModel(inputs, outputs)
     training.compile_model(model, loss=loss, metrics=metrics, learning_rate=learning_rate, **training_kwargs)
-    history = training.fit(model, dataset(x, y, batch_size, seed), validation,
-                           epochs=epochs, verbose=verbose)
+    history = training.fit(model, dataset(x, y, batch_size, seed), validation, epochs=epochs, verbose=verbose)
     return model, history
 
 

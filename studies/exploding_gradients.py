@@ -39,11 +39,18 @@ def add_arguments(parser) -> None:
 
 def _settings(args) -> dict:
     q = args.quick
-    return {"length": args.length or (100 if q else 200), "learning_rate": args.learning_rate or 0.3,
-            "optimizer": "sgd", "clip": args.clip, "units": args.units,
-            "n_train": 512 if q else 2048, "n_test": 256 if q else 1000, "batch_size": 32,
-            "epochs": 3 if q else 10,
-            "clips": ["none", "clipnorm", "global_clipnorm"]}
+    return {
+        "length": args.length or (100 if q else 200),
+        "learning_rate": args.learning_rate or 0.3,
+        "optimizer": "sgd",
+        "clip": args.clip,
+        "units": args.units,
+        "n_train": 512 if q else 2048,
+        "n_test": 256 if q else 1000,
+        "batch_size": 32,
+        "epochs": 3 if q else 10,
+        "clips": ["none", "clipnorm", "global_clipnorm"],
+    }
 
 
 def _finite(v):
@@ -63,7 +70,7 @@ def spectral_radii(model) -> dict[str, float]:
         u = w.shape[0]
         gates = {4: GATES["lstm"], 3: GATES["gru"], 1: GATES["simple_rnn"]}[w.shape[1] // u]
         for i, g in enumerate(gates):
-            block = w[:, i * u:(i + 1) * u]
+            block = w[:, i * u : (i + 1) * u]
             out[g] = _finite(np.max(np.abs(np.linalg.eigvals(block)))) if np.all(np.isfinite(block)) else None
     return out
 
@@ -107,8 +114,17 @@ def _train_one(s, model_name, clip, seed, data, run_dir):
     shutil.rmtree(run_dir, ignore_errors=True)
     diverged, message = False, ""
     try:
-        training.fit(model, dataset(x, y, s["batch_size"], seed), epochs=s["epochs"], run_dir=run_dir,
-                     monitor=True, checkpoint=False, resume=False, verbose=0, callbacks=[_spectral_callback(radii)])
+        training.fit(
+            model,
+            dataset(x, y, s["batch_size"], seed),
+            epochs=s["epochs"],
+            run_dir=run_dir,
+            monitor=True,
+            checkpoint=False,
+            resume=False,
+            verbose=0,
+            callbacks=[_spectral_callback(radii)],
+        )
     except TrainingDiverged as err:
         diverged, message = True, str(err).split(";")[0]
     norms = _read_norms(run_dir / "grad_norms.csv")
@@ -132,25 +148,33 @@ def run(args, out) -> dict:
             for clip in s["clips"]:
                 key = f"{m}|{clip}|{seed}"
                 norms, radii, diverged, message, test_mse = _train_one(
-                    s, m, clip, seed, data, out / "runs" / f"{m}_{clip}_seed{seed}")
+                    s, m, clip, seed, data, out / "runs" / f"{m}_{clip}_seed{seed}"
+                )
                 traces[key] = norms
                 radii_all[key] = radii
                 g = np.asarray([v for v in norms["grad_norm"] if v is not None], float)
                 first_bad = next((i + 1 for i, v in enumerate(norms["loss"]) if v is None), None)
                 final_rad = [v for v in (radii[-1] if radii else {}).values() if v is not None]
                 init_rad = [v for v in (radii[0] if radii else {}).values() if v is not None]
-                rows.append({
-                    "model": m, "clip": clip, "seed": seed, "diverged": bool(diverged),
-                    "diverged_step": first_bad, "message": message,
-                    "test_mse": test_mse, "steps": len(norms["grad_norm"]),
-                    "final_train_loss": next((v for v in reversed(norms["loss"]) if v is not None), None),
-                    "grad_norm_median": _finite(np.median(g)) if len(g) else None,
-                    "grad_norm_p99": _finite(np.percentile(g, 99)) if len(g) else None,
-                    "grad_norm_max": _finite(g.max()) if len(g) else None,
-                    "frac_steps_over_clip": float(np.mean(g > s["clip"])) if len(g) else None,
-                    "spectral_radius_init": max(init_rad) if init_rad else None,
-                    "spectral_radius_final": max(final_rad) if final_rad else None,
-                })
+                rows.append(
+                    {
+                        "model": m,
+                        "clip": clip,
+                        "seed": seed,
+                        "diverged": bool(diverged),
+                        "diverged_step": first_bad,
+                        "message": message,
+                        "test_mse": test_mse,
+                        "steps": len(norms["grad_norm"]),
+                        "final_train_loss": next((v for v in reversed(norms["loss"]) if v is not None), None),
+                        "grad_norm_median": _finite(np.median(g)) if len(g) else None,
+                        "grad_norm_p99": _finite(np.percentile(g, 99)) if len(g) else None,
+                        "grad_norm_max": _finite(g.max()) if len(g) else None,
+                        "frac_steps_over_clip": float(np.mean(g > s["clip"])) if len(g) else None,
+                        "spectral_radius_init": max(init_rad) if init_rad else None,
+                        "spectral_radius_final": max(final_rad) if final_rad else None,
+                    }
+                )
     results = {"settings": s, "rows": rows, "traces": traces, "radii": radii_all}
     _plot(results, out)
     return results
@@ -172,13 +196,22 @@ def _plot(results, out) -> None:
             g = [np.nan if v is None else v for v in tr["grad_norm"]]
             ax.plot(np.arange(1, len(g) + 1), g, lw=1, label=clip)
         ax.axhline(s["clip"], color="grey", ls=":", label="clip threshold")
-        ax.set(yscale="log", xlabel="optimizer step", ylabel="global grad norm (before clipping)",
-               title=f"{m}: gradient-norm trace (seed 0)")
+        ax.set(
+            yscale="log",
+            xlabel="optimizer step",
+            ylabel="global grad norm (before clipping)",
+            title=f"{m}: gradient-norm trace (seed 0)",
+        )
         ax.legend(fontsize=7)
         ax = axes[i, 1]
         for clip in clips:
-            pooled = [v for k, tr in results["traces"].items() if k.startswith(f"{m}|{clip}|")
-                      for v in tr["grad_norm"] if v is not None and v > 0]
+            pooled = [
+                v
+                for k, tr in results["traces"].items()
+                if k.startswith(f"{m}|{clip}|")
+                for v in tr["grad_norm"]
+                if v is not None and v > 0
+            ]
             if pooled:
                 ax.hist(np.log10(pooled), bins=30, alpha=0.5, label=clip)
         ax.set(xlabel="log10 grad norm", ylabel="steps", title=f"{m}: distribution over all steps and seeds")
@@ -192,16 +225,29 @@ def _plot(results, out) -> None:
             series = [max([v for v in r.values() if v is not None], default=np.nan) for r in rad]
             ax.plot(np.arange(len(series)), series, style, marker="o", label=f"{m} {clip}")
     ax.axhline(1.0, color="grey", ls=":")
-    ax.set(xlabel="epoch (0 = initialization)", ylabel="max spectral radius over gates",
-           title="recurrent kernel spectral radius (seed 0)")
+    ax.set(
+        xlabel="epoch (0 = initialization)",
+        ylabel="max spectral radius over gates",
+        title="recurrent kernel spectral radius (seed 0)",
+    )
     ax.legend(fontsize=6, ncol=3)
     ax = axes[1]
     width = 0.8 / len(clips)
     for j, clip in enumerate(clips):
-        st = [mean_ci(_vals(results, m, clip, "test_mse")) if _vals(results, m, clip, "test_mse")
-              else {"mean": np.nan, "ci95": np.nan} for m in MODELS]
-        ax.bar(np.arange(len(MODELS)) + j * width, [x["mean"] for x in st], width,
-               yerr=np.nan_to_num([x["ci95"] for x in st]), capsize=3, label=clip)
+        st = [
+            mean_ci(_vals(results, m, clip, "test_mse"))
+            if _vals(results, m, clip, "test_mse")
+            else {"mean": np.nan, "ci95": np.nan}
+            for m in MODELS
+        ]
+        ax.bar(
+            np.arange(len(MODELS)) + j * width,
+            [x["mean"] for x in st],
+            width,
+            yerr=np.nan_to_num([x["ci95"] for x in st]),
+            capsize=3,
+            label=clip,
+        )
     ax.axhline(s["target_variance"], color="grey", ls=":", label="predict the mean")
     ax.set_xticks(np.arange(len(MODELS)) + width, MODELS)
     ax.set(ylabel="test MSE (runs that did not diverge)", title="final loss")
@@ -222,27 +268,59 @@ def _cell(results, m, clip, key, digits=3):
 def render(results) -> str:
     s, clips = results["settings"], results["settings"]["clips"]
     n_seeds = len({r["seed"] for r in results["rows"]})
-    lines = [f"# {TITLE}", "",
-             f"Adding problem at L = {s['length']}, {s['n_train']} training sequences, {s['units']} units, "
-             f"{s['optimizer'].upper()} at learning rate {s['learning_rate']:g}, batch {s['batch_size']}, "
-             f"{s['epochs']} epochs; clipping threshold {s['clip']:g}; {n_seeds} seeds. Means ± 95% confidence "
-             f"half-widths. Predicting the mean scores MSE {fmt(s['target_variance'])}.", "",
-             "![gradient-norm traces and distributions](grad_norms.png)", "",
-             "![final loss and spectral radius](final_loss_spectral.png)", ""]
+    lines = [
+        f"# {TITLE}",
+        "",
+        f"Adding problem at L = {s['length']}, {s['n_train']} training sequences, {s['units']} units, "
+        f"{s['optimizer'].upper()} at learning rate {s['learning_rate']:g}, batch {s['batch_size']}, "
+        f"{s['epochs']} epochs; clipping threshold {s['clip']:g}; {n_seeds} seeds. Means ± 95% confidence "
+        f"half-widths. Predicting the mean scores MSE {fmt(s['target_variance'])}.",
+        "",
+        "![gradient-norm traces and distributions](grad_norms.png)",
+        "",
+        "![final loss and spectral radius](final_loss_spectral.png)",
+        "",
+    ]
     table = []
     for m in MODELS:
         for clip in clips:
             runs = [r for r in results["rows"] if r["model"] == m and r["clip"] == clip]
             div = sum(r["diverged"] for r in runs)
-            table.append([m, clip, f"{div}/{len(runs)}", _cell(results, m, clip, "test_mse"),
-                          _cell(results, m, clip, "grad_norm_median"), _cell(results, m, clip, "grad_norm_p99", 2),
-                          _cell(results, m, clip, "grad_norm_max", 2), _cell(results, m, clip, "frac_steps_over_clip"),
-                          _cell(results, m, clip, "spectral_radius_init"), _cell(results, m, clip, "spectral_radius_final")])
-    lines += [markdown_table(["model", "clipping", "diverged", "test MSE", "median grad norm", "p99 grad norm",
-                              "max grad norm", f"steps with norm > {s['clip']:g}", "spectral radius (init)",
-                              "spectral radius (final)"], table), "",
-              "Grad-norm statistics and spectral radii cover the steps before any divergence; test MSE only "
-              "runs that finished.", ""]
+            table.append(
+                [
+                    m,
+                    clip,
+                    f"{div}/{len(runs)}",
+                    _cell(results, m, clip, "test_mse"),
+                    _cell(results, m, clip, "grad_norm_median"),
+                    _cell(results, m, clip, "grad_norm_p99", 2),
+                    _cell(results, m, clip, "grad_norm_max", 2),
+                    _cell(results, m, clip, "frac_steps_over_clip"),
+                    _cell(results, m, clip, "spectral_radius_init"),
+                    _cell(results, m, clip, "spectral_radius_final"),
+                ]
+            )
+    lines += [
+        markdown_table(
+            [
+                "model",
+                "clipping",
+                "diverged",
+                "test MSE",
+                "median grad norm",
+                "p99 grad norm",
+                "max grad norm",
+                f"steps with norm > {s['clip']:g}",
+                "spectral radius (init)",
+                "spectral radius (final)",
+            ],
+            table,
+        ),
+        "",
+        "Grad-norm statistics and spectral radii cover the steps before any divergence; test MSE only "
+        "runs that finished.",
+        "",
+    ]
     lines += ["## What the numbers say", ""]
     for m in MODELS:
         none, gn = _vals(results, m, "none", "grad_norm_max"), _vals(results, m, "none", "grad_norm_median")
@@ -250,35 +328,50 @@ def render(results) -> str:
         total = sum(1 for r in results["rows"] if r["model"] == m and r["clip"] == "none")
         if none and gn:
             ratio = np.mean(none) / max(np.mean(gn), 1e-12)
-            lines.append(f"- {m} without clipping: {div}/{total} runs diverged; the largest step's gradient norm is "
-                         f"{ratio:.3g}x the median step's ({np.mean(none):.3g} vs {np.mean(gn):.3g}), "
-                         + ("a heavy tail of spikes." if ratio > 10 else "no heavy tail at this setting."))
+            lines.append(
+                f"- {m} without clipping: {div}/{total} runs diverged; the largest step's gradient norm is "
+                f"{ratio:.3g}x the median step's ({np.mean(none):.3g} vs {np.mean(gn):.3g}), "
+                + ("a heavy tail of spikes." if ratio > 10 else "no heavy tail at this setting.")
+            )
         else:
             lines.append(f"- {m} without clipping: {div}/{total} runs diverged before a gradient norm was recorded.")
         for clip in clips[1:]:
             a, b = _vals(results, m, clip, "test_mse"), _vals(results, m, "none", "test_mse")
             cdiv = sum(r["diverged"] for r in results["rows"] if r["model"] == m and r["clip"] == clip)
             if a and b:
-                lines.append(f"  With {clip} ({cdiv} diverged): " + verdict(clip, a, "no clipping", b,
-                                                                             higher_is_better=False, what="test MSE"))
+                lines.append(
+                    f"  With {clip} ({cdiv} diverged): "
+                    + verdict(clip, a, "no clipping", b, higher_is_better=False, what="test MSE")
+                )
             else:
-                lines.append(f"  With {clip}: {cdiv}/{len(a) + cdiv} diverged (vs {div}/{total} without clipping); "
-                             f"test MSE of the finished runs {fmt_ci(mean_ci(a)) if a else 'n/a'}; no finished "
-                             "unclipped runs to compare with." if a and not b else
-                             f"  With {clip}: {cdiv} diverged; too few finished runs on one side to compare test MSE.")
+                lines.append(
+                    f"  With {clip}: {cdiv}/{len(a) + cdiv} diverged (vs {div}/{total} without clipping); "
+                    f"test MSE of the finished runs {fmt_ci(mean_ci(a)) if a else 'n/a'}; no finished "
+                    "unclipped runs to compare with."
+                    if a and not b
+                    else f"  With {clip}: {cdiv} diverged; too few finished runs on one side to compare test MSE."
+                )
         ri, rf = _vals(results, m, "none", "spectral_radius_init"), _vals(results, m, "none", "spectral_radius_final")
         if ri and rf:
-            lines.append(f"  Spectral radius of the recurrent kernel (max over gates, no clipping): "
-                         f"{np.mean(ri):.3g} at initialization, {np.mean(rf):.3g} after training"
-                         + (" (above 1: the linearized recurrence can amplify)." if np.mean(rf) > 1 else "."))
+            lines.append(
+                f"  Spectral radius of the recurrent kernel (max over gates, no clipping): "
+                f"{np.mean(ri):.3g} at initialization, {np.mean(rf):.3g} after training"
+                + (" (above 1: the linearized recurrence can amplify)." if np.mean(rf) > 1 else ".")
+            )
     mx = {m: _vals(results, m, "none", "grad_norm_max") for m in MODELS}
     if mx["lstm"] and mx["simple_rnn"]:
-        lines += ["", "- Largest unclipped gradient norm, lstm vs simple_rnn: "
-                  + verdict("lstm", mx["lstm"], "simple_rnn", mx["simple_rnn"], higher_is_better=False,
-                            what="max gradient norm")]
+        lines += [
+            "",
+            "- Largest unclipped gradient norm, lstm vs simple_rnn: "
+            + verdict(
+                "lstm", mx["lstm"], "simple_rnn", mx["simple_rnn"], higher_is_better=False, what="max gradient norm"
+            ),
+        ]
     if mx["lstm"] and mx["gru"]:
-        lines.append("- Largest unclipped gradient norm, lstm vs gru: "
-                     + verdict("lstm", mx["lstm"], "gru", mx["gru"], higher_is_better=False, what="max gradient norm"))
+        lines.append(
+            "- Largest unclipped gradient norm, lstm vs gru: "
+            + verdict("lstm", mx["lstm"], "gru", mx["gru"], higher_is_better=False, what="max gradient norm")
+        )
     lines.append("")
     if results.get("quick"):
         lines += ["Quick mode: few epochs, a shorter L and 2 seeds; these verdicts are a smoke test, not evidence.", ""]

@@ -26,7 +26,9 @@ MODELS = ("simple_rnn", "lstm", "gru")
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--lags", default=None, help="comma-separated lags L (default 10,30,60,100; 10,40 with --quick)")
+    parser.add_argument(
+        "--lags", default=None, help="comma-separated lags L (default 10,30,60,100; 10,40 with --quick)"
+    )
     parser.add_argument("--units", type=int, default=32, help="units of every model")
 
 
@@ -34,8 +36,13 @@ def _settings(args) -> dict:
     lags = [int(v) for v in args.lags.split(",")] if args.lags else ([10, 40] if args.quick else [10, 30, 60, 100])
     if any(L < 4 for L in lags):
         raise ValueError(f"--lags must all be >= 4, got {lags}")
-    return {"lags": lags, "units": args.units, "n_train": 1024 if args.quick else 3000, "n_test": 500,
-            "epochs": 6 if args.quick else 20}
+    return {
+        "lags": lags,
+        "units": args.units,
+        "n_train": 1024 if args.quick else 3000,
+        "n_test": 500,
+        "epochs": 6 if args.quick else 20,
+    }
 
 
 def adding_data(n: int, L: int, rng: np.random.Generator):
@@ -89,13 +96,17 @@ def run(args, out) -> dict:
 
                     keras.utils.set_random_seed(seed)
                     fresh = keras.models.clone_model(model)  # same architecture, fresh initial weights
-                    grads[name] = {"init": input_gradient_norms(fresh, xat[:256], yat[:256]).tolist(),
-                                   "trained": input_gradient_norms(model, xat[:256], yat[:256]).tolist()}
+                    grads[name] = {
+                        "init": input_gradient_norms(fresh, xat[:256], yat[:256]).tolist(),
+                        "trained": input_gradient_norms(model, xat[:256], yat[:256]).tolist(),
+                    }
                 mse = float(np.mean((model.predict(xat, verbose=0)[:, 0] - yat) ** 2))
                 r2 = 1.0 - mse / float(np.var(yat))
                 model, _ = train_model(config, xr, yr, head="classes:4", epochs=s["epochs"], seed=seed)
                 acc = float((model.predict(xrt, verbose=0).argmax(-1) == yrt).mean())
-                rows.append({"seed": seed, "model": name, "lag": L, "adding_r2": r2, "adding_mse": mse, "recall_acc": acc})
+                rows.append(
+                    {"seed": seed, "model": name, "lag": L, "adding_r2": r2, "adding_mse": mse, "recall_acc": acc}
+                )
     results = {"settings": s, "rows": rows, "grad_lag": L_grad, "grads": grads}
     _plot(results, out)
     return results
@@ -109,11 +120,20 @@ def _plot(results, out) -> None:
     plt = pyplot()
     lags = results["settings"]["lags"]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for ax, key, label, ref in ((axes[0], "adding_r2", "adding problem R^2", 0.0), (axes[1], "recall_acc", "recall accuracy", 0.25)):
+    for ax, key, label, ref in (
+        (axes[0], "adding_r2", "adding problem R^2", 0.0),
+        (axes[1], "recall_acc", "recall accuracy", 0.25),
+    ):
         for m in MODELS:
             stats = [mean_ci(_vals(results, m, L, key)) for L in lags]
-            ax.errorbar(lags, [st["mean"] for st in stats], yerr=np.nan_to_num([st["ci95"] for st in stats]),
-                        marker="o", capsize=3, label=m)
+            ax.errorbar(
+                lags,
+                [st["mean"] for st in stats],
+                yerr=np.nan_to_num([st["ci95"] for st in stats]),
+                marker="o",
+                capsize=3,
+                label=m,
+            )
         ax.axhline(ref, color="grey", ls=":", label="no skill")
         ax.set(xlabel="lag L", ylabel=label)
         ax.legend(fontsize=8)
@@ -122,8 +142,12 @@ def _plot(results, out) -> None:
         for phase, style in (("init", ":"), ("trained", "-")):
             norms = np.asarray(g[phase])[::-1]  # index = distance from the loss
             ax.plot(np.arange(len(norms)), norms, style, color=f"C{MODELS.index(m)}", label=f"{m} ({phase})")
-    ax.set(yscale="log", xlabel="distance from the loss (steps)", ylabel="||d loss / d x_t||",
-           title=f"gradient reaching each input, L = {results['grad_lag']}")
+    ax.set(
+        yscale="log",
+        xlabel="distance from the loss (steps)",
+        ylabel="||d loss / d x_t||",
+        title=f"gradient reaching each input, L = {results['grad_lag']}",
+    )
     ax.legend(fontsize=7)
     savefig(fig, out, "gating.png")
 
@@ -137,30 +161,60 @@ def _decay(norms) -> float:
 def render(results) -> str:
     s, lags = results["settings"], results["settings"]["lags"]
     n_seeds = len({r["seed"] for r in results["rows"]})
-    lines = [f"# {TITLE}", "",
-             f"{s['units']} units, one layer each, {s['n_train']} training sequences, {s['epochs']} epochs, "
-             f"{n_seeds} seeds; means ± 95% confidence half-widths.", "", "![gating](gating.png)", ""]
-    for key, title in (("adding_r2", "Adding problem, R^2 (0 = predicts the mean, 1 = solved)"),
-                       ("recall_acc", "Recall at lag L, accuracy (chance 0.25)")):
+    lines = [
+        f"# {TITLE}",
+        "",
+        f"{s['units']} units, one layer each, {s['n_train']} training sequences, {s['epochs']} epochs, "
+        f"{n_seeds} seeds; means ± 95% confidence half-widths.",
+        "",
+        "![gating](gating.png)",
+        "",
+    ]
+    for key, title in (
+        ("adding_r2", "Adding problem, R^2 (0 = predicts the mean, 1 = solved)"),
+        ("recall_acc", "Recall at lag L, accuracy (chance 0.25)"),
+    ):
         lines += [f"## {title}", ""]
         table = [[m] + [fmt_ci(mean_ci(_vals(results, m, L, key))) for L in lags] for m in MODELS]
         lines += [markdown_table(["model"] + [f"L={L}" for L in lags], table), ""]
         L = max(lags)
-        lines.append(f"At L = {L}: " + verdict("lstm", _vals(results, "lstm", L, key), "simple_rnn",
-                                                 _vals(results, "simple_rnn", L, key), what=key.replace("_", " ")))
-        lines.append(f"At L = {L}: " + verdict("gru", _vals(results, "gru", L, key), "simple_rnn",
-                                                 _vals(results, "simple_rnn", L, key), what=key.replace("_", " ")))
+        lines.append(
+            f"At L = {L}: "
+            + verdict(
+                "lstm",
+                _vals(results, "lstm", L, key),
+                "simple_rnn",
+                _vals(results, "simple_rnn", L, key),
+                what=key.replace("_", " "),
+            )
+        )
+        lines.append(
+            f"At L = {L}: "
+            + verdict(
+                "gru",
+                _vals(results, "gru", L, key),
+                "simple_rnn",
+                _vals(results, "simple_rnn", L, key),
+                what=key.replace("_", " "),
+            )
+        )
         lines.append("")
-    lines += [f"## Where the gradient vanishes (L = {results['grad_lag']}, seed 0)", "",
-              "Ratio of ||d loss / d x_t|| at the step nearest the loss to the one farthest from it "
-              "(larger = more vanishing):", ""]
+    lines += [
+        f"## Where the gradient vanishes (L = {results['grad_lag']}, seed 0)",
+        "",
+        "Ratio of ||d loss / d x_t|| at the step nearest the loss to the one farthest from it "
+        "(larger = more vanishing):",
+        "",
+    ]
     table = [[m, f"{_decay(g['init']):.3g}", f"{_decay(g['trained']):.3g}"] for m, g in results["grads"].items()]
     lines += [markdown_table(["model", "at initialization", "after training"], table), ""]
     if results["grads"]:
         d = {m: _decay(g["init"]) for m, g in results["grads"].items()}
         worst = max(d, key=d.get)
         best = min(d, key=d.get)
-        lines.append(f"At initialization the gradient shrinks most across the sequence in {worst} "
-                     f"(factor {d[worst]:.3g}) and least in {best} (factor {d[best]:.3g}); "
-                     "one seed, so read the ordering, not the exact factors.")
+        lines.append(
+            f"At initialization the gradient shrinks most across the sequence in {worst} "
+            f"(factor {d[worst]:.3g}) and least in {best} (factor {d[best]:.3g}); "
+            "one seed, so read the ordering, not the exact factors."
+        )
     return "\n".join(lines) + "\n"

@@ -34,7 +34,10 @@ from studies.common import (
 
 NAME = "weight_sharing"
 TITLE = "Weight sharing over time: shared LSTM vs unshared-weight unrolled LSTM"
-MODELS = {"shared (lstm)": dict(model="lstm"), "unshared (unshared_rnn, lstm cell)": dict(model="unshared_rnn", cell="lstm")}
+MODELS = {
+    "shared (lstm)": dict(model="lstm"),
+    "unshared (unshared_rnn, lstm cell)": dict(model="unshared_rnn", cell="lstm"),
+}
 
 
 def add_arguments(parser) -> None:
@@ -88,16 +91,32 @@ def run(args, out) -> dict:
         pool_x, pool_y = marker_data(max(s["small_ns"]), T, range(T), rng)
         for name, config in configs.items():
             model, _ = train_model(config, x_first, y_first, head="binary", epochs=s["epochs"], seed=seed)
-            row = {"seed": seed, "model": name, "part": "a",
-                   "acc_seen_positions": accuracy(model, x_seen, y_seen),
-                   "acc_unseen_positions": accuracy(model, x_unseen, y_unseen)}
+            row = {
+                "seed": seed,
+                "model": name,
+                "part": "a",
+                "acc_seen_positions": accuracy(model, x_seen, y_seen),
+                "acc_unseen_positions": accuracy(model, x_unseen, y_unseen),
+            }
             rows.append(row)
             for n in s["small_ns"]:
-                model, _ = train_model(config, pool_x[:n], pool_y[:n], head="binary",
-                                       epochs=max(s["epochs"], s["epochs"] * 512 // n // 2), seed=seed)
+                model, _ = train_model(
+                    config,
+                    pool_x[:n],
+                    pool_y[:n],
+                    head="binary",
+                    epochs=max(s["epochs"], s["epochs"] * 512 // n // 2),
+                    seed=seed,
+                )
                 x_test, y_test = tests_by_len[T]
-                row = {"seed": seed, "model": name, "part": "d", "n_train": n,
-                       "train_acc": accuracy(model, pool_x[:n], pool_y[:n]), "test_acc": accuracy(model, x_test, y_test)}
+                row = {
+                    "seed": seed,
+                    "model": name,
+                    "part": "d",
+                    "n_train": n,
+                    "train_acc": accuracy(model, pool_x[:n], pool_y[:n]),
+                    "test_acc": accuracy(model, x_test, y_test),
+                }
                 if n == max(s["small_ns"]):  # (b) lengths, on the best-trained models
                     for L, (xl, yl) in tests_by_len.items():
                         xin = xl if name.startswith("shared") else fit_to_length(xl, T)
@@ -113,8 +132,11 @@ def run(args, out) -> dict:
 
 
 def _values(results, model, part, key, **match):
-    return [r[key] for r in results["rows"]
-            if r["model"] == model and r["part"] == part and key in r and all(r.get(k) == v for k, v in match.items())]
+    return [
+        r[key]
+        for r in results["rows"]
+        if r["model"] == model and r["part"] == part and key in r and all(r.get(k) == v for k, v in match.items())
+    ]
 
 
 def _plot(results, out) -> None:
@@ -125,8 +147,14 @@ def _plot(results, out) -> None:
     for i, key in enumerate(["acc_seen_positions", "acc_unseen_positions"]):
         means = [np.mean(_values(results, n, "a", key)) for n in names]
         errs = [mean_ci(_values(results, n, "a", key))["ci95"] for n in names]
-        ax.bar(np.arange(len(names)) + 0.38 * i, means, 0.38, yerr=np.nan_to_num(errs), capsize=4,
-               label=key.replace("acc_", "").replace("_", " "))
+        ax.bar(
+            np.arange(len(names)) + 0.38 * i,
+            means,
+            0.38,
+            yerr=np.nan_to_num(errs),
+            capsize=4,
+            label=key.replace("acc_", "").replace("_", " "),
+        )
     ax.set_xticks(np.arange(len(names)) + 0.19, [n.split(" ")[0] for n in names])
     ax.axhline(0.5, color="grey", ls=":", label="chance")
     ax.set(ylabel="test accuracy", title="(a) trained with markers in the first half")
@@ -137,8 +165,11 @@ def _plot(results, out) -> None:
         means = [np.mean(_values(results, n, "d", f"acc_len_{L}", n_train=n_big)) for L in results["lengths"]]
         ax.plot(results["lengths"], means, "o-", label=n.split(" ")[0])
     ax.axvline(results["settings"]["T"], color="grey", ls=":")
-    ax.set(xlabel="test sequence length (training length dotted)", ylabel="test accuracy",
-           title="(b) other lengths (unshared: padded/cropped)")
+    ax.set(
+        xlabel="test sequence length (training length dotted)",
+        ylabel="test accuracy",
+        title="(b) other lengths (unshared: padded/cropped)",
+    )
     ax.legend(fontsize=8)
     ax = axes[2]
     for n in names:
@@ -150,7 +181,11 @@ def _plot(results, out) -> None:
     fig, ax = plt.subplots(figsize=(5, 4))
     for n in names:
         ns = results["settings"]["small_ns"]
-        gaps = [np.mean(_values(results, n, "d", "train_acc", n_train=k)) - np.mean(_values(results, n, "d", "test_acc", n_train=k)) for k in ns]
+        gaps = [
+            np.mean(_values(results, n, "d", "train_acc", n_train=k))
+            - np.mean(_values(results, n, "d", "test_acc", n_train=k))
+            for k in ns
+        ]
         ax.plot(ns, gaps, "o-", label=n.split(" ")[0])
     ax.set(xscale="log", xlabel="training examples", ylabel="train - test accuracy", title="(d) generalization gap")
     ax.legend(fontsize=8)
@@ -161,37 +196,70 @@ def render(results) -> str:
     s, names = results["settings"], results["models"]
     shared, unshared = names
     n_seeds = len({r["seed"] for r in results["rows"]})
-    lines = [f"# {TITLE}", "",
-             f"Synthetic marker task (T = {s['T']}, {s['units']} units, {n_seeds} seeds, {s['epochs']}+ epochs, "
-             f"{s['n_train']} training sequences for (a)). Means ± 95% confidence half-widths over seeds.", "",
-             "![weight sharing](weight_sharing.png)", "", "## (a) A rule learned at some positions, tested at others", ""]
+    lines = [
+        f"# {TITLE}",
+        "",
+        f"Synthetic marker task (T = {s['T']}, {s['units']} units, {n_seeds} seeds, {s['epochs']}+ epochs, "
+        f"{s['n_train']} training sequences for (a)). Means ± 95% confidence half-widths over seeds.",
+        "",
+        "![weight sharing](weight_sharing.png)",
+        "",
+        "## (a) A rule learned at some positions, tested at others",
+        "",
+    ]
     table = []
     for n in names:
-        table.append([n, fmt_ci(mean_ci(_values(results, n, "a", "acc_seen_positions"))),
-                      fmt_ci(mean_ci(_values(results, n, "a", "acc_unseen_positions")))])
+        table.append(
+            [
+                n,
+                fmt_ci(mean_ci(_values(results, n, "a", "acc_seen_positions"))),
+                fmt_ci(mean_ci(_values(results, n, "a", "acc_unseen_positions"))),
+            ]
+        )
     lines += [markdown_table(["model", "accuracy, seen positions", "accuracy, unseen positions"], table), ""]
-    lines.append(verdict(shared, _values(results, shared, "a", "acc_unseen_positions"),
-                         unshared, _values(results, unshared, "a", "acc_unseen_positions"),
-                         what="accuracy at positions never marked in training"))
+    lines.append(
+        verdict(
+            shared,
+            _values(results, shared, "a", "acc_unseen_positions"),
+            unshared,
+            _values(results, unshared, "a", "acc_unseen_positions"),
+            what="accuracy at positions never marked in training",
+        )
+    )
     un_unseen = mean_ci(_values(results, unshared, "a", "acc_unseen_positions"))
     if abs(un_unseen["mean"] - 0.5) <= max(0.05, un_unseen["ci95"] if n_seeds > 1 else 0.05):
-        lines.append(f"The unshared model is at chance ({fmt(un_unseen['mean'])}) where it never saw a marker: "
-                     "its weights at those steps never learned the rule.")
+        lines.append(
+            f"The unshared model is at chance ({fmt(un_unseen['mean'])}) where it never saw a marker: "
+            "its weights at those steps never learned the rule."
+        )
     n_big = max(s["small_ns"])
-    lines += ["", f"## (b) Other lengths (trained at T = {s['T']} on {n_big} sequences)", "",
-              f"The shared model runs any length as is. The unshared model has weights for exactly {s['T']} steps, "
-              "so shorter inputs are left-padded with zeros and longer ones cropped to their last "
-              f"{s['T']} steps (a marker in the cropped part is lost).", ""]
-    table = [[n] + [fmt_ci(mean_ci(_values(results, n, "d", f"acc_len_{L}", n_train=n_big))) for L in results["lengths"]]
-             for n in names]
+    lines += [
+        "",
+        f"## (b) Other lengths (trained at T = {s['T']} on {n_big} sequences)",
+        "",
+        f"The shared model runs any length as is. The unshared model has weights for exactly {s['T']} steps, "
+        "so shorter inputs are left-padded with zeros and longer ones cropped to their last "
+        f"{s['T']} steps (a marker in the cropped part is lost).",
+        "",
+    ]
+    table = [
+        [n] + [fmt_ci(mean_ci(_values(results, n, "d", f"acc_len_{L}", n_train=n_big))) for L in results["lengths"]]
+        for n in names
+    ]
     lines += [markdown_table(["model"] + [f"length {L}" for L in results["lengths"]], table), ""]
     lines += ["## (c) Parameters against T", ""]
     ts = sorted(int(t) for t in results["params"][shared])
-    lines += [markdown_table(["model"] + [f"T={t}" for t in ts],
-                             [[n] + [f"{results['params'][n][str(t)]:,}" for t in ts] for n in names]), ""]
+    lines += [
+        markdown_table(
+            ["model"] + [f"T={t}" for t in ts], [[n] + [f"{results['params'][n][str(t)]:,}" for t in ts] for n in names]
+        ),
+        "",
+    ]
     p = results["params"]
-    lines.append(f"The shared model's size does not depend on T; the unshared one grows linearly "
-                 f"({p[unshared][str(ts[-1])] / p[unshared][str(ts[0])]:.0f}x from T={ts[0]} to T={ts[-1]}).")
+    lines.append(
+        f"The shared model's size does not depend on T; the unshared one grows linearly "
+        f"({p[unshared][str(ts[-1])] / p[unshared][str(ts[0])]:.0f}x from T={ts[0]} to T={ts[-1]})."
+    )
     lines += ["", "## (d) The train/test gap with little data", "", "![gap](gap.png)", ""]
     table = []
     for n in names:
@@ -200,8 +268,19 @@ def render(results) -> str:
             table.append([n, k, fmt_ci(mean_ci(tr)), fmt_ci(mean_ci(te)), fmt(np.mean(tr) - np.mean(te))])
     lines += [markdown_table(["model", "train examples", "train acc", "test acc", "gap"], table), ""]
     k = min(s["small_ns"])
-    gaps = {n: [a - b for a, b in zip(_values(results, n, "d", "train_acc", n_train=k),
-                                       _values(results, n, "d", "test_acc", n_train=k), strict=True)] for n in names}
-    lines.append(f"With {k} examples: " + verdict(shared, gaps[shared], unshared, gaps[unshared],
-                                                  higher_is_better=False, what="train-test gap"))
+    gaps = {
+        n: [
+            a - b
+            for a, b in zip(
+                _values(results, n, "d", "train_acc", n_train=k),
+                _values(results, n, "d", "test_acc", n_train=k),
+                strict=True,
+            )
+        ]
+        for n in names
+    }
+    lines.append(
+        f"With {k} examples: "
+        + verdict(shared, gaps[shared], unshared, gaps[unshared], higher_is_better=False, what="train-test gap")
+    )
     return "\n".join(lines) + "\n"

@@ -19,8 +19,12 @@ def test_breakdown_splits_each_step_into_recurrent_layers_and_the_rest():
 
 
 def test_table_reports_the_per_round_ratio_range():
-    row = _row(seqzoo=110.0, keras=50.0, torch=100.0, **{"seqzoo/torch rounds": [0.9, 1.3, 1.1],
-                                                           "seqzoo setup": 0.5, "keras setup": 0.2})
+    row = _row(
+        seqzoo=110.0,
+        keras=50.0,
+        torch=100.0,
+        **{"seqzoo/torch rounds": [0.9, 1.3, 1.1], "seqzoo setup": 0.5, "keras setup": 0.2},
+    )
     cells = [c.strip() for c in table([row], ["seqzoo", "keras", "torch"]).splitlines()[2].strip("|").split("|")]
     assert cells[6:] == ["1.10x", "0.50x", "0.90-1.30x", "+120.0%", "0.50 / 0.20"]
 
@@ -32,8 +36,10 @@ def test_classify_quality_names_each_model_setting_as_its_flag_and_the_task_defa
     assert cq.flags({"lr_schedule": "cosine", "units": 32}) == "--lr-schedule cosine --units 32"
     row = {"accuracy": 0.9, "macro_f1": 0.8, "seconds": 1.0, "params": 10, "flags": ""}
     text = cq.section({"gru": [row]}, 1, (0.0, 0.0))
-    assert ("Task defaults: lr_schedule=constant, pooling=last, noise=0.0, model=gru, units=64, dropout=0.2, "
-            "epochs=60, batch_size=16, learning_rate=0.003.") in text
+    assert (
+        "Task defaults: lr_schedule=constant, pooling=last, noise=0.0, model=gru, units=64, dropout=0.2, "
+        "epochs=60, batch_size=16, learning_rate=0.003."
+    ) in text
 
 
 def test_monitor_overhead_compares_the_keras_step_with_the_monitored_one():
