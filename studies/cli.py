@@ -42,6 +42,19 @@ def run_study(name: str, args: argparse.Namespace) -> Path:
     return out
 
 
+def render_study(name: str, out: Path | None = None) -> Path:
+    """Re-render ``report.md`` from the raw ``results.json`` (no training)."""
+    from studies.common import RESULTS_ROOT, load_raw
+    from zoo.errors import FileProblem
+
+    module = load(name)
+    out = Path(out) if out else RESULTS_ROOT / name
+    if not (out / "results.json").exists():
+        raise FileProblem(out / "results.json", "no raw results to render", f"Run the study first: seqzoo study {name}")
+    (out / "report.md").write_text(module.render(load_raw(out)))
+    return out
+
+
 def _parser(prog: str, name: str | None) -> argparse.ArgumentParser:
     doc = load(name).__doc__ if name in STUDIES else __doc__
     parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=Formatter)
@@ -49,6 +62,9 @@ def _parser(prog: str, name: str | None) -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="a small version that runs in a few minutes")
     parser.add_argument("--seeds", type=int, default=None, help="repeats per setting (default 5; 2 with --quick)")
     parser.add_argument("--out", default=None, help="output folder (default studies/results/NAME)")
+    parser.add_argument(
+        "--report-only", action="store_true", help="re-render report.md from the folder's results.json without training"
+    )
     if name in STUDIES:
         load(name).add_arguments(parser)
     return parser
@@ -65,7 +81,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "seqzoo study") -> int:
             args.seeds = 2 if args.quick else 5
         if args.seeds < 1:
             raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
-        out = run_study(args.name, args)
+        out = render_study(args.name, args.out) if args.report_only else run_study(args.name, args)
         print(f"\nReport: {out / 'report.md'}\n")
         print((out / "report.md").read_text())
 

@@ -65,8 +65,17 @@ class Paired:
         )
 
 
-def paired(a_values: Sequence[float], b_values: Sequence[float], *, a: str, b: str, metric: str,
-           higher_is_better: bool, hypothesis: str | None = None, alpha: float = ALPHA) -> Paired:
+def paired(
+    a_values: Sequence[float],
+    b_values: Sequence[float],
+    *,
+    a: str,
+    b: str,
+    metric: str,
+    higher_is_better: bool,
+    hypothesis: str | None = None,
+    alpha: float = ALPHA,
+) -> Paired:
     """Compare ``a`` with ``b`` seed by seed; the hypothesis is that ``a`` is better."""
     from scipy import stats
 
@@ -92,8 +101,21 @@ def paired(a_values: Sequence[float], b_values: Sequence[float], *, a: str, b: s
         verdict = "supported" if better else "contradicted"
     else:
         verdict = "inconclusive"
-    return Paired(hypothesis or f"{a} is better than {b}", metric, a, b, x.tolist(), y.tolist(), higher_is_better,
-                  mean, low, high, t_p, w_p, verdict)
+    return Paired(
+        hypothesis or f"{a} is better than {b}",
+        metric,
+        a,
+        b,
+        x.tolist(),
+        y.tolist(),
+        higher_is_better,
+        mean,
+        low,
+        high,
+        t_p,
+        w_p,
+        verdict,
+    )
 
 
 @dataclass(frozen=True)
@@ -125,8 +147,19 @@ class Counts:
         )
 
 
-def counts(a_count: int, a_n: int, b_count: int, b_n: int, *, a: str, b: str, what: str, more_is_better: bool = True,
-           hypothesis: str | None = None, alpha: float = ALPHA) -> Counts:
+def counts(
+    a_count: int,
+    a_n: int,
+    b_count: int,
+    b_n: int,
+    *,
+    a: str,
+    b: str,
+    what: str,
+    more_is_better: bool = True,
+    hypothesis: str | None = None,
+    alpha: float = ALPHA,
+) -> Counts:
     """Compare the rates ``a_count/a_n`` and ``b_count/b_n``; the hypothesis is that ``a`` is better
     (more ``what`` when ``more_is_better``, fewer otherwise)."""
     from scipy import stats
@@ -135,8 +168,20 @@ def counts(a_count: int, a_n: int, b_count: int, b_n: int, *, a: str, b: str, wh
     a_rate, b_rate = a_count / a_n, b_count / b_n
     better = a_rate > b_rate if more_is_better else a_rate < b_rate
     verdict = ("supported" if better else "contradicted") if p < alpha else "inconclusive"
-    return Counts(hypothesis or f"{a} is {what} more often than {b}", what, a, b, a_count, a_n, b_count, b_n,
-                  rate_ci(a_count, a_n), rate_ci(b_count, b_n), p, verdict)
+    return Counts(
+        hypothesis or f"{a} is {what} more often than {b}",
+        what,
+        a,
+        b,
+        a_count,
+        a_n,
+        b_count,
+        b_n,
+        rate_ci(a_count, a_n),
+        rate_ci(b_count, b_n),
+        p,
+        verdict,
+    )
 
 
 def rate_ci(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:

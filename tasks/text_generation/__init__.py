@@ -111,9 +111,6 @@ OBJECTIVE = ("val_loss", "min")
 # The settings an export's card records besides the optimizer's.
 CARD_SETTINGS = ("seq_len", "embedding_dim", "mode", "batch_size", "epochs", "patience", "seed", "small_data")
 
-# The name studies import the evaluation windows by.
-_windows = windows
-
 
 @dataclass(frozen=True)
 class Options(TaskOptions):
