@@ -34,23 +34,34 @@ SERVER = textwrap.dedent("""
 
 
 def main(folder: Path, quick: bool) -> dict:
-    options = classify.Options(model="gru", units=32, epochs=20, runs=str(folder / "runs"),
-                               saved_models=str(folder / "saved_models"))
+    options = classify.Options(
+        model="gru", units=32, epochs=20, runs=str(folder / "runs"), saved_models=str(folder / "saved_models")
+    )
     if quick:
         options = classify.Options.quick(units=8, runs=options.runs, saved_models=options.saved_models)
     result = classify.run(options, verbose=0)
-    print(f"test accuracy {result.metrics['accuracy']:.2%} (majority class "
-          f"{result.baselines['majority_class_accuracy']:.2%}); export {result.export}")
+    print(
+        f"test accuracy {result.metrics['accuracy']:.2%} (majority class "
+        f"{result.baselines['majority_class_accuracy']:.2%}); export {result.export}"
+    )
 
     series = D.read_ts(D.bundled_paths("japanese_vowels")[1])  # the test file: raw, unnormalized values
     values, lengths = D.pad(series.values[:5], None)
     np.savez(folder / "batch.npz", values=values, lengths=lengths)
-    served = subprocess.run([sys.executable, "-c", SERVER, str(result.export), str(folder / "batch.npz")],
-                            capture_output=True, text=True, check=True)
+    served = subprocess.run(
+        [sys.executable, "-c", SERVER, str(result.export), str(folder / "batch.npz")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     predicted = json.loads(served.stdout.strip().splitlines()[-1])
     print(f"served in a fresh process: predicted {predicted}, true {list(series.labels[:5])}")
-    return {"export": str(result.export), "predicted": predicted, "true": list(series.labels[:5]),
-            "accuracy": result.metrics["accuracy"]}
+    return {
+        "export": str(result.export),
+        "predicted": predicted,
+        "true": list(series.labels[:5]),
+        "accuracy": result.metrics["accuracy"],
+    }
 
 
 if __name__ == "__main__":

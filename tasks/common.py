@@ -113,17 +113,23 @@ def distribution_strategy(name: str):
                 cluster = json.loads(os.environ["TF_CONFIG"])["cluster"]["worker"]
             except (KeyError, ValueError, TypeError):
                 raise ConfigError(
-                    "strategy", name, "set together with the TF_CONFIG environment variable",
-                    "strategy 'multiworker' needs TF_CONFIG, e.g. TF_CONFIG='{\"cluster\": {\"worker\": "
-                    "[\"127.0.0.1:12345\", \"127.0.0.1:23456\"]}, \"task\": {\"type\": \"worker\", \"index\": 0}}' "
-                    "in every worker (its own index)"
+                    "strategy",
+                    name,
+                    "set together with the TF_CONFIG environment variable",
+                    'strategy \'multiworker\' needs TF_CONFIG, e.g. TF_CONFIG=\'{"cluster": {"worker": '
+                    '["127.0.0.1:12345", "127.0.0.1:23456"]}, "task": {"type": "worker", "index": 0}}\' '
+                    "in every worker (its own index)",
                 ) from None
             try:
                 _STRATEGIES[name] = tf.distribute.MultiWorkerMirroredStrategy()
             except (RuntimeError, ValueError) as exc:
-                raise ConfigError("strategy", name, "started before any other TensorFlow op",
-                                  f"Cannot start MultiWorkerMirroredStrategy for workers {cluster}: {exc} (call "
-                                  "distribution_strategy first in run())") from None
+                raise ConfigError(
+                    "strategy",
+                    name,
+                    "started before any other TensorFlow op",
+                    f"Cannot start MultiWorkerMirroredStrategy for workers {cluster}: {exc} (call "
+                    "distribution_strategy first in run())",
+                ) from None
         else:
             _STRATEGIES[name] = tf.distribute.MirroredStrategy()
     return _STRATEGIES[name]

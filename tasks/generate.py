@@ -20,7 +20,11 @@ from tasks.options import Formatter, guarded
 def build_parser(prog: str = "seqzoo generate") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=Formatter)
     parser.add_argument("path", help="a textgen export: saved_models/textgen/<model>/<version> or its model folder")
-    parser.add_argument("--prime", default="\n", help="text to start from; unseen characters become the OOV token (default: %(default)r)")
+    parser.add_argument(
+        "--prime",
+        default="\n",
+        help="text to start from; unseen characters become the OOV token (default: %(default)r)",
+    )
     parser.add_argument("--length", type=int, default=500, help="characters to generate")
     parser.add_argument("--temperature", type=float, default=0.8, help="> 0; lower is more conservative")
     parser.add_argument("--top-k", type=int, default=0, help="sample only among the k likeliest characters (0: all)")
@@ -59,8 +63,10 @@ def run(args: argparse.Namespace) -> int:
     sampler, _ = load_sampler(args.path)
     _, unseen = sampler.encode(args.prime)
     if unseen:
-        print(f"note: characters not in the training vocabulary were replaced by the OOV token: {unseen!r}",
-              file=sys.stderr)
+        print(
+            f"note: characters not in the training vocabulary were replaced by the OOV token: {unseen!r}",
+            file=sys.stderr,
+        )
     text = sampler.generate(args.prime, args.length, temperature=args.temperature, top_k=args.top_k, seed=args.seed)
     print(args.prime + text)
     return 0

@@ -43,7 +43,9 @@ def _run(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None, prog: str = "seqzoo models") -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=Formatter)
-    parser.add_argument("--timesteps", type=int, default=100, help="sequence length T (the unshared RNN's size grows with it)")
+    parser.add_argument(
+        "--timesteps", type=int, default=100, help="sequence length T (the unshared RNN's size grows with it)"
+    )
     parser.add_argument("--features", type=int, default=16, help="input features per step")
     parser.add_argument("--units", type=int, default=64, help="hidden units per layer")
     parser.add_argument("--num-layers", type=int, default=2, help="depth, clamped to each model's range")

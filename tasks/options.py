@@ -33,8 +33,15 @@ RESUME_MODES = ("auto", "never")
 STRATEGIES = ("none", "mirrored", "multiworker")
 
 
-def option(default: Any, help: str, *, group: str = "training", flag: str | None = None,
-           choices: Sequence[Any] | None = None, metavar: str | None = None) -> Any:
+def option(
+    default: Any,
+    help: str,
+    *,
+    group: str = "training",
+    flag: str | None = None,
+    choices: Sequence[Any] | None = None,
+    metavar: str | None = None,
+) -> Any:
     """A dataclass field with what its command-line flag needs. A bool field whose default is
     True gets a ``--no-...`` flag (``flag=`` names it) that sets it False."""
     metadata = {"help": help, "group": group, "flag": flag, "choices": choices, "metavar": metavar}
@@ -71,7 +78,11 @@ def positive_float(name: str, value: Any, *, optional: bool = False) -> None:
 
 def fraction(name: str, value: Any, *, closed: bool = False) -> None:
     """``value`` in [0, 1) ([0, 1] with ``closed``)."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (0 <= value <= 1 if closed else 0 <= value < 1)
+    ok = (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and (0 <= value <= 1 if closed else 0 <= value < 1)
+    )
     if not ok:
         raise ConfigError(name, value, f"a number in [0, 1{']' if closed else ')'}")
 
@@ -98,11 +109,16 @@ class TaskOptions:
     num_layers: int | None = option(None, "depth (None: 1, or 2 for stacked_lstm)", group="model")
     dropout: float = option(0.0, "dropout after every recurrent layer", group="model")
     recurrent_dropout: float = option(0.0, "Keras recurrent_dropout", group="model")
-    cell: str | None = option(None, "cell for bidirectional (lstm|gru) and unshared_rnn (simple|lstm)",
-                              group="model", choices=CELLS)
+    cell: str | None = option(
+        None, "cell for bidirectional (lstm|gru) and unshared_rnn (simple|lstm)", group="model", choices=CELLS
+    )
     merge_mode: str = option("concat", "how bidirectional merges directions", group="model", choices=MERGE_MODES)
-    dtype: str = option("float32", "Keras dtype policy of the recurrent layers; mixed_bfloat16 computes in bf16 "
-                        "with float32 weights", group="model", choices=DTYPES)
+    dtype: str = option(
+        "float32",
+        "Keras dtype policy of the recurrent layers; mixed_bfloat16 computes in bf16 with float32 weights",
+        group="model",
+        choices=DTYPES,
+    )
     # training
     epochs: int = option(10, "training epochs")
     batch_size: int = option(32, "examples per batch")
@@ -110,26 +126,43 @@ class TaskOptions:
     clipnorm: float | None = option(None, "clip each gradient tensor to this norm (Keras clipnorm)")
     global_clipnorm: float | None = option(None, "clip all gradients jointly to this global norm")
     clipvalue: float | None = option(None, "clip each gradient element to [-v, v]")
-    bptt: str | None = option(None, "truncated BPTT: chunk length K in time steps (state carried across chunks "
-                              "without gradient, weights updated after every chunk), 'full' (ordinary BPTT, the "
-                              "default), or a curriculum of K:epochs stages such as 1:2,5:2,20:3,full")
-    monitor: bool = option(True, "log per-step gradient norms (grad_norms.csv/.png, TensorBoard step/*)",
-                           flag="--no-monitor")
+    bptt: str | None = option(
+        None,
+        "truncated BPTT: chunk length K in time steps (state carried across chunks "
+        "without gradient, weights updated after every chunk), 'full' (ordinary BPTT, the "
+        "default), or a curriculum of K:epochs stages such as 1:2,5:2,20:3,full",
+    )
+    monitor: bool = option(
+        True, "log per-step gradient norms (grad_norms.csv/.png, TensorBoard step/*)", flag="--no-monitor"
+    )
     seed: int = option(0, "random seed (data split, initialization, sampling)")
     small_data: bool = option(False, "train and test on a small subset of the data (part of the quick preset)")
-    strategy: str = option("none", "data-parallel training: mirrored (this machine's devices) or multiworker "
-                           "(MultiWorkerMirroredStrategy; every worker runs the same command with its TF_CONFIG)",
-                           choices=STRATEGIES)
+    strategy: str = option(
+        "none",
+        "data-parallel training: mirrored (this machine's devices) or multiworker "
+        "(MultiWorkerMirroredStrategy; every worker runs the same command with its TF_CONFIG)",
+        choices=STRATEGIES,
+    )
     # output
     runs: str = option("runs", "folder for logs and TensorBoard: <runs>/<task>/<model>/<run name>/", group="output")
-    run_name: str | None = option(None, "run folder name under <runs>/<task>/<model>/ (default: a timestamp); an "
-                                  "unfinished run of that name resumes", group="output")
-    resume: str = option("auto", "auto: continue the newest unfinished run of the same settings from its last "
-                         "checkpoint; never: always start a new run", group="output", choices=RESUME_MODES)
-    export: bool = option(True, "write a versioned export (SavedModel, model.keras, card.json)", group="output",
-                          flag="--no-export")
-    saved_models: str | None = option(None, "export root (default: $SEQZOO_SAVED_MODELS or ./saved_models)",
-                                      group="output")
+    run_name: str | None = option(
+        None,
+        "run folder name under <runs>/<task>/<model>/ (default: a timestamp); an unfinished run of that name resumes",
+        group="output",
+    )
+    resume: str = option(
+        "auto",
+        "auto: continue the newest unfinished run of the same settings from its last "
+        "checkpoint; never: always start a new run",
+        group="output",
+        choices=RESUME_MODES,
+    )
+    export: bool = option(
+        True, "write a versioned export (SavedModel, model.keras, card.json)", group="output", flag="--no-export"
+    )
+    saved_models: str | None = option(
+        None, "export root (default: $SEQZOO_SAVED_MODELS or ./saved_models)", group="output"
+    )
 
     def __post_init__(self) -> None:
         one_of("model", self.model, MODEL_NAMES)
@@ -147,16 +180,21 @@ class TaskOptions:
         for name in ("clipnorm", "global_clipnorm", "clipvalue"):
             positive_float(name, getattr(self, name), optional=True)
         if self.clipnorm is not None and self.global_clipnorm is not None:
-            raise ConfigError("global_clipnorm", self.global_clipnorm, "None when clipnorm is set",
-                              "Clip per variable (clipnorm) or jointly (global_clipnorm), not both")
+            raise ConfigError(
+                "global_clipnorm",
+                self.global_clipnorm,
+                "None when clipnorm is set",
+                "Clip per variable (clipnorm) or jointly (global_clipnorm), not both",
+            )
         if self.bptt is not None:
             from zoo.bptt import parse_bptt
 
             try:
                 parse_bptt(self.bptt)
             except ValueError as exc:
-                raise ConfigError("bptt", self.bptt, "a positive integer K, 'full', or stages like '1:2,5:2,full'",
-                                  str(exc)) from None
+                raise ConfigError(
+                    "bptt", self.bptt, "a positive integer K, 'full', or stages like '1:2,5:2,full'", str(exc)
+                ) from None
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ConfigError("seed", self.seed, "an integer")
         one_of("strategy", self.strategy, STRATEGIES)
@@ -181,16 +219,26 @@ class TaskOptions:
         """The body these options describe (``changes`` override single fields)."""
         num_layers = self.num_layers if self.num_layers is not None else (2 if self.model == "stacked_lstm" else 1)
         fields = {
-            "model": self.model, "units": self.units, "num_layers": num_layers, "dropout": self.dropout,
-            "recurrent_dropout": self.recurrent_dropout, "cell": self.cell, "merge_mode": self.merge_mode,
-            "return_sequences": self.RETURN_SEQUENCES, "dtype": self.dtype,
+            "model": self.model,
+            "units": self.units,
+            "num_layers": num_layers,
+            "dropout": self.dropout,
+            "recurrent_dropout": self.recurrent_dropout,
+            "cell": self.cell,
+            "merge_mode": self.merge_mode,
+            "return_sequences": self.RETURN_SEQUENCES,
+            "dtype": self.dtype,
         }
         return ModelConfig(**{**fields, **changes})
 
     def training_kwargs(self) -> dict[str, Any]:
         """The ``zoo.training.compile_model`` keywords these options set."""
-        return {"learning_rate": self.learning_rate, "clipnorm": self.clipnorm,
-                "global_clipnorm": self.global_clipnorm, "clipvalue": self.clipvalue}
+        return {
+            "learning_rate": self.learning_rate,
+            "clipnorm": self.clipnorm,
+            "global_clipnorm": self.global_clipnorm,
+            "clipvalue": self.clipvalue,
+        }
 
     def fit_kwargs(self) -> dict[str, Any]:
         """The ``zoo.training.fit`` keywords these options set."""
@@ -248,7 +296,9 @@ def build_parser(options_cls: type[TaskOptions], prog: str, description: str = "
     Flags the user does not give are absent from the parsed namespace (``SUPPRESS``), so
     :func:`options_from_args` knows which values were given and lets them win over ``--quick``.
     """
-    parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     hints = typing.get_type_hints(options_cls)
     groups: dict[str, Any] = {}
     for f in dataclasses.fields(options_cls):
@@ -270,9 +320,12 @@ def build_parser(options_cls: type[TaskOptions], prog: str, description: str = "
             if meta["metavar"]:
                 kwargs["metavar"] = meta["metavar"]
         group.add_argument(flag_of(f), **kwargs)
-    groups["training"].add_argument("--quick", action="store_true", default=argparse.SUPPRESS,
-                                    help="the quick preset: small data and 1 epoch, a smoke run in seconds (flags "
-                                         "given explicitly win over it)")
+    groups["training"].add_argument(
+        "--quick",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="the quick preset: small data and 1 epoch, a smoke run in seconds (flags given explicitly win over it)",
+    )
     return parser
 
 
@@ -289,8 +342,14 @@ def describe_error(exc: SeqzooError, options_cls: type[TaskOptions] | None) -> s
     return exc.describe(flags.get(exc.field, "--" + exc.field.replace("_", "-")))
 
 
-def main_for(options_cls: type[TaskOptions], run: Callable[[TaskOptions], Result], report: Callable[[Result], None],
-             argv: Sequence[str] | None, prog: str, description: str = "") -> int:
+def main_for(
+    options_cls: type[TaskOptions],
+    run: Callable[[TaskOptions], Result],
+    report: Callable[[Result], None],
+    argv: Sequence[str] | None,
+    prog: str,
+    description: str = "",
+) -> int:
     """A task's command: parse the flags into ``options_cls``, ``run``, ``report``. seqzoo's
     errors and missing or unreadable files become one line on stderr and exit status 2."""
     parser = build_parser(options_cls, prog, description)

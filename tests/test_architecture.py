@@ -60,11 +60,23 @@ def test_zoo_modules_import_one_way():
         assert "zoo.training" not in graph[low], low
 
 
-@pytest.mark.parametrize("module", ["zoo.optimizers", "zoo.bptt", "zoo.train_step", "zoo.monitor",
-                                    "zoo.checkpoint", "zoo.training", "zoo.models", "zoo.layers"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "zoo.optimizers",
+        "zoo.bptt",
+        "zoo.train_step",
+        "zoo.monitor",
+        "zoo.checkpoint",
+        "zoo.training",
+        "zoo.models",
+        "zoo.layers",
+    ],
+)
 def test_each_zoo_module_imports_alone(module):
-    out = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=REPO, capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", f"import {module}"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-2000:]
 
 
@@ -77,9 +89,13 @@ PRIVATE_KERAS = re.compile(
 
 
 def test_no_keras_internals_in_the_package():
-    hits = [f"{p.relative_to(REPO)}:{i}: {line.strip()}"
-            for package in PACKAGES for p in _modules(package)
-            for i, line in enumerate(p.read_text().splitlines(), 1) if PRIVATE_KERAS.search(line)]
+    hits = [
+        f"{p.relative_to(REPO)}:{i}: {line.strip()}"
+        for package in PACKAGES
+        for p in _modules(package)
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if PRIVATE_KERAS.search(line)
+    ]
     assert not hits, "\n".join(hits)
 
 
@@ -87,10 +103,13 @@ def test_no_command_line_argument_lists_outside_the_command_line_layer():
     """Studies, benchmarks, the tuner and the tasks call Options/run: a parser only ever parses the
     command line it was given (``argv``), never an argument list built in code."""
     pattern = re.compile(r"parse_(known_)?args\((?!\s*(argv|rest|list\(argv\))?\s*\))")
-    hits = [f"{p.relative_to(REPO)}:{i}: {line.strip()}"
-            for package in PACKAGES for p in _modules(package)
-            for i, line in enumerate(p.read_text().splitlines(), 1)
-            if pattern.search(line) and "sys.argv" not in line]
+    hits = [
+        f"{p.relative_to(REPO)}:{i}: {line.strip()}"
+        for package in PACKAGES
+        for p in _modules(package)
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if pattern.search(line) and "sys.argv" not in line
+    ]
     assert not hits, "\n".join(hits)
 
 

@@ -36,7 +36,8 @@ def test_models_command_rejects_bad_sizes(capsys):
 def test_help_is_fast_and_lists_commands():
     out = subprocess.run(
         [sys.executable, "-c", "import sys; from tasks.cli import main; main(['--help'])"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 0
     for command in ("train", "models", "generate", "tune", "study"):
@@ -58,4 +59,7 @@ def test_unknown_model_lists_valid_ones(command, capsys, tmp_path):
     argv = command.split() + ["--model", "transformer", "--quick", "--saved-models", str(tmp_path)]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
-    assert "--model must be one of lstm, stacked_lstm, gru, simple_rnn, bidirectional, unshared_rnn, got 'transformer'" in err
+    assert (
+        "--model must be one of lstm, stacked_lstm, gru, simple_rnn, bidirectional, unshared_rnn, got 'transformer'"
+        in err
+    )

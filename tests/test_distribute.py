@@ -45,8 +45,13 @@ def _worker(out: str) -> None:
         compile_model(model, loss="binary_crossentropy", learning_rate=0.01)
     with strategy_scope(args):
         history = fit(model, data, epochs=2, verbose=0, checkpoint=False, resume=False)  # gradient norms monitored
-    np.savez(out, *model.get_weights(), replicas=strategy.num_replicas_in_sync,
-             loss=np.asarray(history.history["loss"]), grad_norm=np.asarray(history.steps["grad_norm"]))
+    np.savez(
+        out,
+        *model.get_weights(),
+        replicas=strategy.num_replicas_in_sync,
+        loss=np.asarray(history.history["loss"]),
+        grad_norm=np.asarray(history.steps["grad_norm"]),
+    )
 
 
 def test_strategy_errors_are_clear(monkeypatch, capsys):
@@ -79,8 +84,9 @@ def test_classify_quick_trains_and_exports_under_mirrored_strategy(tmp_path, cap
     from tasks.cli import main
 
     runs, saved = tmp_path / "runs", tmp_path / "sm"
-    rc = main(["train", "classify", "--quick", "--strategy", "mirrored", "--runs", str(runs),
-               "--saved-models", str(saved)])
+    rc = main(
+        ["train", "classify", "--quick", "--strategy", "mirrored", "--runs", str(runs), "--saved-models", str(saved)]
+    )
     out = capsys.readouterr().out
     assert rc == 0, out[-3000:]
     assert "strategy: mirrored, 1 replica(s) in sync" in out
@@ -127,8 +133,10 @@ def test_other_tasks_train_and_export_under_mirrored_strategy(task, tmp_path, ca
     [card] = list(saved.glob(f"{task}/*/1/card.json"))
     assert card.exists() and (card.parent / "saved_model.pb").exists()
     # Truncated BPTT updates inside a chunk loop, which replicas cannot synchronize: a clear error, not a traceback.
-    assert main(["train", task, "--quick", "--strategy", "mirrored", "--bptt", "4", "--runs", str(runs),
-                 "--no-export"]) == 2
+    assert (
+        main(["train", task, "--quick", "--strategy", "mirrored", "--bptt", "4", "--runs", str(runs), "--no-export"])
+        == 2
+    )
     assert "tf.distribute cannot synchronize" in capsys.readouterr().err
 
 
@@ -139,11 +147,22 @@ def test_two_multiworker_processes_end_with_identical_weights(tmp_path):
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     procs = []
     for index in range(2):
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="",
-                   TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
-                   PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-        procs.append(subprocess.Popen([sys.executable, __file__, str(tmp_path / f"w{index}.npz")], env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        env = dict(
+            os.environ,
+            TF_CPP_MIN_LOG_LEVEL="3",
+            CUDA_VISIBLE_DEVICES="",
+            TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+            PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, __file__, str(tmp_path / f"w{index}.npz")],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     try:
         outputs = [p.communicate(timeout=240)[0] for p in procs]
     finally:

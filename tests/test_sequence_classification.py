@@ -53,7 +53,13 @@ def test_japanese_vowels_splits_padding_and_train_only_normalization():
     data = sc.load_data(_options())
     spec, p = data.spec, data.provenance
     assert (p["dataset"], p["train"], p["val"], p["test"], p["classes"], p["channels"]) == (
-        "JapaneseVowels", 243, 27, 370, 9, 12)
+        "JapaneseVowels",
+        243,
+        27,
+        370,
+        9,
+        12,
+    )
     assert spec.class_names == [str(i) for i in range(1, 10)]
     assert spec.train_max_length == 26 and p["lengths"] == "7-29"
     # normalization: mean/std of the real steps of the training split (not val, not test)
@@ -157,8 +163,9 @@ def test_user_ts_pair_trains(tmp_path):
         cases.append(",".join(f"{v:.3f}" for v in ramp + rng.normal(0, 0.05, n)) + f":{label}")
     train = _write_ts(tmp_path / "r_TRAIN.ts", cases[:30], dims=1, labels="down up")
     test = _write_ts(tmp_path / "r_TEST.ts", cases[30:], dims=1, labels="down up")
-    options = _options(ts_train=str(train), ts_test=str(test), epochs=15, units=8, export=False, batch_size=8,
-                       tmp_path=tmp_path)
+    options = _options(
+        ts_train=str(train), ts_test=str(test), epochs=15, units=8, export=False, batch_size=8, tmp_path=tmp_path
+    )
     result = sc.run(options, verbose=0)
     assert result.details["data"].spec.class_names == ["down", "up"]
     assert result.metrics["accuracy"] >= 0.9 and np.sum(result.metrics["confusion_matrix"]) == 10
@@ -207,8 +214,14 @@ def test_quick_run_exports_and_serves_in_a_separate_process(tmp_path, capsys):
     values, lengths = D.pad(series.values[:5], 31)
     np.savez(tmp_path / "in.npz", values=values, lengths=lengths)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run([sys.executable, "-c", SERVER, str(export), str(tmp_path / "in.npz"), str(tmp_path / "out.npz")],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", SERVER, str(export), str(tmp_path / "in.npz"), str(tmp_path / "out.npz")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "all-padding" in json.loads(proc.stdout.strip().splitlines()[-1])["all_padding"]
     served = np.load(tmp_path / "out.npz")
@@ -233,8 +246,15 @@ def test_imdb_with_mock_data(tmp_path, monkeypatch):
 
     monkeypatch.setattr(D, "check_online", lambda name: None)  # mock_data fakes the download itself
     with tfds.testing.mock_data(num_examples=48):
-        options = _options(dataset="tfds:imdb_reviews", quick=True, units=8, max_length=16, batch_size=16,
-                           data_dir=str(tmp_path / "tfds"), tmp_path=tmp_path)
+        options = _options(
+            dataset="tfds:imdb_reviews",
+            quick=True,
+            units=8,
+            max_length=16,
+            batch_size=16,
+            data_dir=str(tmp_path / "tfds"),
+            tmp_path=tmp_path,
+        )
         result = sc.run(options, verbose=0)
     assert result.details["data"].spec.class_names == ["neg", "pos"]
     assert result.metrics["n_test"] == 48 and 0 <= result.metrics["accuracy"] <= 1

@@ -142,7 +142,9 @@ def _char_model(vocab=7, units=6, model="lstm"):
     inputs = keras.Input((None,), dtype="int32")
     x = keras.layers.Embedding(vocab, 4, name="embedding")(inputs)
     m = zoo.SeqModel(inputs, keras.layers.Dense(vocab, name="head")(zoo.apply(cfg, x)))
-    return training.compile_model(m, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    return training.compile_model(
+        m, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"]
+    )
 
 
 def test_fit_bptt_schedule_updates_after_every_chunk_and_restores_model(tmp_path):
@@ -203,7 +205,9 @@ def _tensorboard_scalars(folder: Path) -> dict[str, dict[int, float]]:
 
 
 @pytest.mark.parametrize(
-    "clip", [{"clipnorm": 0.05}, {"global_clipnorm": 0.05}, {"clipvalue": 0.002}, {}], ids=lambda c: next(iter(c), "none")
+    "clip",
+    [{"clipnorm": 0.05}, {"global_clipnorm": 0.05}, {"clipvalue": 0.002}, {}],
+    ids=lambda c: next(iter(c), "none"),
 )
 def test_monitor_logs_norms_before_and_after_keras_clipping(tmp_path, clip):
     model = _char_model()
@@ -226,7 +230,11 @@ def test_monitor_logs_norms_before_and_after_keras_clipping(tmp_path, clip):
     np.testing.assert_allclose(np.sqrt(np.sum(np.square(gates))), step["grad_norm/lstm_0"], rtol=1e-5)
     if not clip:  # the update is the gradient: gate k is columns k*units:(k+1)*units of each LSTM weight
         lstm = B.recurrent_layers(model)[0]
-        moved = [w.numpy() - b for w, b in zip(model.trainable_weights, before, strict=True) if any(w is v for v in lstm.weights)]
+        moved = [
+            w.numpy() - b
+            for w, b in zip(model.trainable_weights, before, strict=True)
+            if any(w is v for v in lstm.weights)
+        ]
         units = lstm.units
         expected = [np.sqrt(sum(np.sum(d[..., k * units : (k + 1) * units] ** 2) for d in moved)) for k in range(4)]
         np.testing.assert_allclose(gates, expected, rtol=1e-4)
@@ -318,7 +326,10 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     def start(run_dir, out, **extra):
         return subprocess.Popen(
             [sys.executable, str(script), str(tmp_path / run_dir), str(tmp_path / out)],
-            env={**env, **extra}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**env, **extra},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
 
     straight = start("b", "b.npz")  # uninterrupted, alongside

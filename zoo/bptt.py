@@ -120,11 +120,13 @@ def parse_bptt(value) -> BpttSchedule:
                 except ValueError:
                     n = 0
                 if n <= 0:
-                    raise ConfigError("bptt", text, "K:epochs stages with a positive number of epochs",
-                                      f"Stage {part!r} has none")
+                    raise ConfigError(
+                        "bptt", text, "K:epochs stages with a positive number of epochs", f"Stage {part!r} has none"
+                    )
             elif i != len(parts) - 1:
-                raise ConfigError("bptt", text, "K:epochs stages (only the last may omit :epochs)",
-                                  f"Stage {part!r} has no epochs")
+                raise ConfigError(
+                    "bptt", text, "K:epochs stages (only the last may omit :epochs)", f"Stage {part!r} has no epochs"
+                )
             stages.append((_parse_k(k_text, text), n))
         stages = tuple(stages)
     return BpttSchedule(stages)
@@ -149,14 +151,18 @@ class StateCarrier:
         for layer in _walk(model):
             if isinstance(layer, keras.layers.Bidirectional):
                 raise ConfigError(
-                    "bptt", "a truncation or stream mode", "'full' without streaming for a bidirectional model",
+                    "bptt",
+                    "a truncation or stream mode",
+                    "'full' without streaming for a bidirectional model",
                     f"Layer {layer.name!r} is bidirectional: its backward direction reads the future, so its "
                     "state cannot be carried into the next chunk. Use a unidirectional model (lstm, stacked_lstm, "
                     "gru, simple_rnn) to truncate or stream",
                 )
             if isinstance(layer, UnsharedRNN):
                 raise ConfigError(
-                    "bptt", "a truncation or stream mode", "'full' for unshared_rnn",
+                    "bptt",
+                    "a truncation or stream mode",
+                    "'full' for unshared_rnn",
                     f"Layer {layer.name!r} (unshared_rnn) has weights tied to absolute time steps and carries no "
                     "state, so it cannot be trained in chunks or streams",
                 )
@@ -166,7 +172,9 @@ class StateCarrier:
         foreign = [la.name for la in self.layers if not isinstance(la, CarriedState)]
         if foreign:
             raise ConfigError(
-                "bptt", "a truncation or stream mode", "used with the zoo's recurrent layers",
+                "bptt",
+                "a truncation or stream mode",
+                "used with the zoo's recurrent layers",
                 f"Layers {foreign} are not zoo layers (zoo.layers.FusedLSTM, FusedGRU, CarriedSimpleRNN), which "
                 "carry state across chunks; build the body with zoo.apply",
             )

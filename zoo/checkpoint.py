@@ -20,8 +20,10 @@ from zoo.errors import FileProblem
 
 STATE = "checkpoint/state.npz"
 # What to do about a damaged or foreign run folder, in both vocabularies.
-START_FRESH = ("Delete the run folder or start a fresh run (resume=False in zoo.training.fit, "
-               "resume='never' in a task's Options, --resume never on the command line)")
+START_FRESH = (
+    "Delete the run folder or start a fresh run (resume=False in zoo.training.fit, "
+    "resume='never' in a task's Options, --resume never on the command line)"
+)
 
 
 def _variables(model: keras.Model) -> list:
@@ -51,13 +53,18 @@ def load(model: keras.Model, run_dir: Path) -> int:
         raise FileProblem(path, f"the checkpoint cannot be read ({type(exc).__name__}: {exc})", START_FRESH) from None
     n = len([k for k in values if k.startswith("v")])
     if n != len(variables) or "epochs_done" not in values:
-        raise FileProblem(path, f"the checkpoint holds {n} variables but this model and optimizer have "
-                          f"{len(variables)}: it was written by a different model", START_FRESH)
+        raise FileProblem(
+            path,
+            f"the checkpoint holds {n} variables but this model and optimizer have "
+            f"{len(variables)}: it was written by a different model",
+            START_FRESH,
+        )
     for i, v in enumerate(variables):
         value = values[f"v{i}"]
         if tuple(value.shape) != tuple(v.shape):
-            raise FileProblem(path, f"variable {v.path} has shape {value.shape} there but {tuple(v.shape)} in "
-                              "this model", START_FRESH)
+            raise FileProblem(
+                path, f"variable {v.path} has shape {value.shape} there but {tuple(v.shape)} in this model", START_FRESH
+            )
         v.assign(value)
     return int(values["epochs_done"])
 

@@ -65,14 +65,18 @@ class ScalarWriter:
         with writer.as_default():
             for step, scalars in events:
                 summary = summary_pb2.Summary(
-                    value=[summary_pb2.Summary.Value(tag=tag, metadata=_SCALAR, tensor=_scalar(v)) for tag, v in scalars]
+                    value=[
+                        summary_pb2.Summary.Value(tag=tag, metadata=_SCALAR, tensor=_scalar(v)) for tag, v in scalars
+                    ]
                 )
                 tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=int(step))
         writer.flush()
 
 
 def _scalar(value) -> tensor_pb2.TensorProto:
-    return tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_shape=tensor_shape_pb2.TensorShapeProto(), float_val=[value])
+    return tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_FLOAT, tensor_shape=tensor_shape_pb2.TensorShapeProto(), float_val=[value]
+    )
 
 
 class TrainingDiverged(SeqzooError):
@@ -253,8 +257,15 @@ class GradientMonitor(keras.callbacks.Callback):
             logs["grad_norm_max"] = float(rows[:, 0].max())
         self.flush()
         if self.tensorboard is not None and logs:
-            for split, keep in (("train", lambda k: not k.startswith("val_")), ("validation", lambda k: k.startswith("val_"))):
-                items = [(f"epoch_{k.removeprefix('val_')}", float(v), epoch) for k, v in logs.items() if keep(k) and _number(v)]
+            for split, keep in (
+                ("train", lambda k: not k.startswith("val_")),
+                ("validation", lambda k: k.startswith("val_")),
+            ):
+                items = [
+                    (f"epoch_{k.removeprefix('val_')}", float(v), epoch)
+                    for k, v in logs.items()
+                    if keep(k) and _number(v)
+                ]
                 self.tensorboard.write(split, items)
 
     def on_train_end(self, logs=None):

@@ -61,8 +61,12 @@ def make_optimizer(
     if learning_rate is None or learning_rate <= 0:
         raise ConfigError("learning_rate", learning_rate, "a positive float")
     if clipnorm is not None and global_clipnorm is not None:
-        raise ConfigError("global_clipnorm", global_clipnorm, "None when clipnorm is set",
-                          "Clip per variable (clipnorm) or jointly (global_clipnorm), not both")
+        raise ConfigError(
+            "global_clipnorm",
+            global_clipnorm,
+            "None when clipnorm is set",
+            "Clip per variable (clipnorm) or jointly (global_clipnorm), not both",
+        )
     for name, value in (("clipnorm", clipnorm), ("global_clipnorm", global_clipnorm), ("clipvalue", clipvalue)):
         if value is not None and value <= 0:
             raise ConfigError(name, value, "a positive float or None")

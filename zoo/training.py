@@ -97,12 +97,15 @@ def fit(
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= 0:
         raise ConfigError("epochs", epochs, "a positive integer")
     if model.optimizer is None:
-        raise ConfigError("model", model.name, "a compiled model",
-                          "Call zoo.training.compile_model(model, loss=...) before fit")
+        raise ConfigError(
+            "model", model.name, "a compiled model", "Call zoo.training.compile_model(model, loss=...) before fit"
+        )
     schedule = B.parse_bptt(bptt)
     if (schedule.truncates or stream) and _distributed(model):
         raise ConfigError(
-            "bptt", str(schedule), "'full' (and no streaming) under a tf.distribute strategy",
+            "bptt",
+            str(schedule),
+            "'full' (and no streaming) under a tf.distribute strategy",
             "Truncated BPTT and streaming update the weights inside a loop over chunks, which tf.distribute "
             "cannot synchronize across replicas; or train without a strategy",
         )
@@ -112,8 +115,10 @@ def fit(
     custom = carrier is not None or stats is not None or multi_worker
     if custom and not isinstance(model, SeqModel):
         raise ConfigError(
-            "model", type(model).__name__, "a zoo.SeqModel for truncated BPTT, streaming, monitoring or "
-            "multi-worker training", "Build it as zoo.SeqModel(inputs, outputs), a functional keras.Model "
+            "model",
+            type(model).__name__,
+            "a zoo.SeqModel for truncated BPTT, streaming, monitoring or multi-worker training",
+            "Build it as zoo.SeqModel(inputs, outputs), a functional keras.Model "
             "whose train_step carries these, or pass monitor=False and bptt=None",
         )
     run_dir = Path(run_dir) if run_dir is not None else None
@@ -138,8 +143,9 @@ def fit(
         if not model.optimizer.built:  # slot variables where the model's variables live (tf.distribute too)
             with model.distribute_strategy.scope():
                 model.optimizer.build(model.trainable_variables)
-        plan = TrainingPlan(k=schedule.k_for(initial_epoch), carrier=carrier, stream=stream, statistics=stats,
-                            leading_axis=multi_worker)
+        plan = TrainingPlan(
+            k=schedule.k_for(initial_epoch), carrier=carrier, stream=stream, statistics=stats, leading_axis=multi_worker
+        )
         cbs.append(BpttCurriculum(schedule, plan))
     cbs.append(guard)
     cbs.extend(callbacks)

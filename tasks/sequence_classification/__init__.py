@@ -70,8 +70,11 @@ class ClassificationSpec:
     def to_card(self) -> dict[str, Any]:
         out = {"kind": self.kind, "class_names": self.class_names, "pooling": self.pooling}
         if self.kind == "series":
-            out |= {"channels": self.channels, "train_max_length": self.train_max_length,
-                    "normalization": {"mean": self.mean, "std": self.std, "fitted_on": "train split only"}}
+            out |= {
+                "channels": self.channels,
+                "train_max_length": self.train_max_length,
+                "normalization": {"mean": self.mean, "std": self.std, "fitted_on": "train split only"},
+            }
         if self.max_length:
             out["max_length"] = self.max_length
         return out
@@ -95,27 +98,44 @@ class TaskData:
 class Options(TaskOptions):
     """Every setting of ``seqzoo train classify``; see :class:`tasks.options.TaskOptions` for the shared ones."""
 
-
     # data
-    dataset: str = option(D.DEFAULT_DATASET, "a bundled UEA/UCR set (japanese_vowels, BasicMotions, GunPoint, ...) "
-                          "or tfds:imdb_reviews", group="data")
+    dataset: str = option(
+        D.DEFAULT_DATASET,
+        "a bundled UEA/UCR set (japanese_vowels, BasicMotions, GunPoint, ...) or tfds:imdb_reviews",
+        group="data",
+    )
     ts_train: str | None = option(None, "training .ts file (with ts_test; overrides dataset)", group="data")
     ts_test: str | None = option(None, "test .ts file (with ts_train)", group="data")
-    val_fraction: float = option(0.1, "share of the TRAINING file held out (stratified) for validation; 0 for none",
-                                 group="data")
-    max_length: int | None = option(None, "pad/crop every sequence to this many steps (default: series keep their "
-                                    "lengths, masked; the unshared_rnn uses the longest training sequence; text: "
-                                    f"{TEXT_MAX_LENGTH} tokens)", group="data")
+    val_fraction: float = option(
+        0.1, "share of the TRAINING file held out (stratified) for validation; 0 for none", group="data"
+    )
+    max_length: int | None = option(
+        None,
+        "pad/crop every sequence to this many steps (default: series keep their "
+        "lengths, masked; the unshared_rnn uses the longest training sequence; text: "
+        f"{TEXT_MAX_LENGTH} tokens)",
+        group="data",
+    )
     vocab_size: int = option(20000, "text: TextVectorization max_tokens", group="data")
     embedding_dim: int = option(64, "text: embedding width", group="data")
     data_dir: str | None = option(None, "text: tensorflow_datasets data_dir", group="data")
     # classifier
-    pooling: str = option("last", "summary of the sequence the classifier sees: the last step's output, or the "
-                          "mean of all real steps' outputs (padding excluded)", group="classifier", choices=POOLINGS)
-    noise: float = option(0.0, "series: std of Gaussian noise added to the normalized inputs while training (0: off)",
-                          group="classifier")
-    lr_schedule: str = option("constant", "learning rate per epoch: constant, or cosine decay from learning_rate "
-                              "to 0", group="classifier", choices=LR_SCHEDULES)
+    pooling: str = option(
+        "last",
+        "summary of the sequence the classifier sees: the last step's output, or the "
+        "mean of all real steps' outputs (padding excluded)",
+        group="classifier",
+        choices=POOLINGS,
+    )
+    noise: float = option(
+        0.0, "series: std of Gaussian noise added to the normalized inputs while training (0: off)", group="classifier"
+    )
+    lr_schedule: str = option(
+        "constant",
+        "learning rate per epoch: constant, or cosine decay from learning_rate to 0",
+        group="classifier",
+        choices=LR_SCHEDULES,
+    )
     # Defaults chosen on JapaneseVowels' validation split (see docs/classify.md).
     model: str = default("model", "gru")
     dropout: float = default("dropout", 0.2)
@@ -126,8 +146,12 @@ class Options(TaskOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         if (self.ts_train is None) != (self.ts_test is None):
-            raise ConfigError("ts_test" if self.ts_test is None else "ts_train", None, "set together with its twin",
-                              "Pass both ts_train and ts_test (a training and a test .ts file), or neither")
+            raise ConfigError(
+                "ts_test" if self.ts_test is None else "ts_train",
+                None,
+                "set together with its twin",
+                "Pass both ts_train and ts_test (a training and a test .ts file), or neither",
+            )
         fraction("val_fraction", self.val_fraction)
         positive_int("max_length", self.max_length, optional=True)
         positive_int("vocab_size", self.vocab_size)
@@ -171,15 +195,28 @@ def _load_series(options: Options) -> TaskData:
     train_idx, val_idx = D.stratified_split(full.labels, options.val_fraction, options.seed)
     train, val = full.subset(np.sort(train_idx)), full.subset(np.sort(val_idx))
     norm = D.Normalizer.fit(train.values)
-    spec = ClassificationSpec("series", names, channels=full.channels, train_max_length=int(train.lengths.max()),
-                              max_length=options.max_length, mean=norm.mean.tolist(), std=norm.std.tolist(),
-                              pooling=options.pooling, noise=options.noise)
+    spec = ClassificationSpec(
+        "series",
+        names,
+        channels=full.channels,
+        train_max_length=int(train.lengths.max()),
+        max_length=options.max_length,
+        mean=norm.mean.tolist(),
+        std=norm.std.tolist(),
+        pooling=options.pooling,
+        noise=options.noise,
+    )
     length = spec.fixed_length(options.model)  # the model fits lengths itself; data is only padded
     all_lengths = np.concatenate([full.lengths, test.lengths])
     provenance = {
-        "dataset": name, "train_file": str(train_path), "test_file": str(test_path),
-        "train": len(train.labels), "val": len(val.labels), "test": len(test.labels),
-        "classes": len(names), "channels": full.channels,
+        "dataset": name,
+        "train_file": str(train_path),
+        "test_file": str(test_path),
+        "train": len(train.labels),
+        "val": len(val.labels),
+        "test": len(test.labels),
+        "classes": len(names),
+        "channels": full.channels,
         "lengths": f"{int(all_lengths.min())}-{int(all_lengths.max())}",
         "val_split": f"{options.val_fraction:g} of the training file, stratified, seed {options.seed}",
         "quick": bool(options.small_data),
@@ -187,8 +224,10 @@ def _load_series(options: Options) -> TaskData:
     if length is not None:
         cropped = int((test.lengths > length).sum() + (full.lengths > length).sum())
         why = "max_length" if options.max_length else "unshared_rnn has weights for a fixed number of steps"
-        print(f"Fixed length {length} ({why}): shorter sequences are zero-padded and masked, "
-              f"{cropped} longer train/val/test sequences keep only their first {length} steps.")
+        print(
+            f"Fixed length {length} ({why}): shorter sequences are zero-padded and masked, "
+            f"{cropped} longer train/val/test sequences keep only their first {length} steps."
+        )
         provenance["fixed_length"] = length
     bs = options.batch_size
     return TaskData(
@@ -203,18 +242,30 @@ def _load_series(options: Options) -> TaskData:
 def _load_text(options: Options) -> TaskData:
     import keras
 
-    name = options.dataset[len(D.TFDS_PREFIX):]
+    name = options.dataset[len(D.TFDS_PREFIX) :]
     train, val, test, names = D.load_tfds_text(name, options.data_dir, options.small_data, options.val_fraction)
     length = options.max_length or TEXT_MAX_LENGTH
     print(f"Text: each review is cut to its first {length} tokens and padded (masked) to that length (max_length).")
-    vectorizer = keras.layers.TextVectorization(max_tokens=options.vocab_size, output_sequence_length=length,
-                                                name="vectorize")
+    vectorizer = keras.layers.TextVectorization(
+        max_tokens=options.vocab_size, output_sequence_length=length, name="vectorize"
+    )
     vectorizer.adapt(train.map(lambda text, label: text).batch(256))
-    spec = ClassificationSpec("text", names, max_length=length, vectorizer=vectorizer,
-                              embedding_dim=options.embedding_dim, pooling=options.pooling)
-    provenance = {"dataset": options.dataset, "classes": len(names), "vocabulary": vectorizer.vocabulary_size(),
-                  "max_length_tokens": length, "val_split": f"{options.val_fraction:g} of tfds 'train'",
-                  "quick": bool(options.small_data)}
+    spec = ClassificationSpec(
+        "text",
+        names,
+        max_length=length,
+        vectorizer=vectorizer,
+        embedding_dim=options.embedding_dim,
+        pooling=options.pooling,
+    )
+    provenance = {
+        "dataset": options.dataset,
+        "classes": len(names),
+        "vocabulary": vectorizer.vocabulary_size(),
+        "max_length_tokens": length,
+        "val_split": f"{options.val_fraction:g} of tfds 'train'",
+        "quick": bool(options.small_data),
+    }
     bs = options.batch_size
     return TaskData(
         train=train.shuffle(10000, seed=options.seed).batch(bs).prefetch(2),
@@ -244,8 +295,9 @@ def build_model(config: ModelConfig, data: TaskData, *, pooling: str | None = No
     if spec.kind == "text":
         text = keras.Input(shape=(), dtype="string", name="text")
         tokens = spec.vectorizer(text)  # (batch, max_length) int, 0 = padding
-        x = keras.layers.Embedding(spec.vectorizer.vocabulary_size(), spec.embedding_dim, mask_zero=True,
-                                   name="embedding")(tokens)
+        x = keras.layers.Embedding(
+            spec.vectorizer.vocabulary_size(), spec.embedding_dim, mask_zero=True, name="embedding"
+        )(tokens)
         inputs = [text]
     else:
         values = keras.Input(shape=(None, spec.channels), name="values")  # (batch, time, channels), raw
@@ -292,21 +344,36 @@ def endpoints(model, spec: ClassificationSpec) -> dict:
         return {"probabilities": probs, "class_index": index, "class_name": tf.gather(names, index)}
 
     if spec.kind == "text":
-        return {"serve": (lambda text: outputs(model(text, training=False)),
-                          [tf.TensorSpec((None,), tf.string, name="text")])}
+        return {
+            "serve": (
+                lambda text: outputs(model(text, training=False)),
+                [tf.TensorSpec((None,), tf.string, name="text")],
+            )
+        }
 
     def serve(values, lengths):
         checks = [
-            tf.debugging.assert_positive(lengths, message="every sequence needs length >= 1 (an all-padding "
-                                                          "sequence has nothing to classify)"),
-            tf.debugging.assert_less_equal(lengths, tf.shape(values, out_type=tf.int32)[1],
-                                           message="a length exceeds the padded time axis of values"),
+            tf.debugging.assert_positive(
+                lengths, message="every sequence needs length >= 1 (an all-padding sequence has nothing to classify)"
+            ),
+            tf.debugging.assert_less_equal(
+                lengths,
+                tf.shape(values, out_type=tf.int32)[1],
+                message="a length exceeds the padded time axis of values",
+            ),
         ]
         with tf.control_dependencies(checks):
             return outputs(model([values, lengths], training=False))
 
-    return {"serve": (serve, [tf.TensorSpec((None, None, spec.channels), tf.float32, name="values"),
-                              tf.TensorSpec((None,), tf.int32, name="lengths")])}
+    return {
+        "serve": (
+            serve,
+            [
+                tf.TensorSpec((None, None, spec.channels), tf.float32, name="values"),
+                tf.TensorSpec((None,), tf.int32, name="lengths"),
+            ],
+        )
+    }
 
 
 def _callbacks(options: Options) -> list:
@@ -335,8 +402,16 @@ def run(options: Options, *, verbose: int | str = "auto") -> Result:
     folder = resolve_run_dir(options, TASK, config.model)
     with strategy_scope(options):
         compile(model, data, **options.training_kwargs())
-        history = fit(model, data.train, data.val, epochs=options.epochs, run_dir=folder,
-                      callbacks=_callbacks(options), verbose=verbose, **options.fit_kwargs())
+        history = fit(
+            model,
+            data.train,
+            data.val,
+            epochs=options.epochs,
+            run_dir=folder,
+            callbacks=_callbacks(options),
+            verbose=verbose,
+            **options.fit_kwargs(),
+        )
     probs, labels = predict(model, data.test)
     names = data.spec.class_names
     metrics = classification_metrics(labels, probs.argmax(-1), len(names))
@@ -353,33 +428,63 @@ def run(options: Options, *, verbose: int | str = "auto") -> Result:
             "data": data.provenance,
             "spec": data.spec.to_card(),
             "metrics": {k: v for k, v in metrics.items() if k != "train_seconds"},
-            "hyperparameters": {"epochs": options.epochs, "batch_size": options.batch_size, "seed": options.seed,
-                                "lr_schedule": options.lr_schedule, "noise": options.noise,
-                                **options.training_kwargs()},
-            "serve": ("serve(values float32 (batch, time, channels) raw, lengths int32 (batch,) >= 1) -> "
-                      "probabilities, class_index, class_name" if data.spec.kind == "series"
-                      else "serve(text string (batch,)) -> probabilities, class_index, class_name"),
+            "hyperparameters": {
+                "epochs": options.epochs,
+                "batch_size": options.batch_size,
+                "seed": options.seed,
+                "lr_schedule": options.lr_schedule,
+                "noise": options.noise,
+                **options.training_kwargs(),
+            },
+            "serve": (
+                "serve(values float32 (batch, time, channels) raw, lengths int32 (batch,) >= 1) -> "
+                "probabilities, class_index, class_name"
+                if data.spec.kind == "series"
+                else "serve(text string (batch,)) -> probabilities, class_index, class_name"
+            ),
         }
-        exported = export(model, task=TASK, config=config, root=saved_models_root(options.saved_models),
-                          endpoints=endpoints(model, data.spec), card=card,
-                          files={"labels.txt": "\n".join(names) + "\n", "confusion_matrix.png": png})
+        exported = export(
+            model,
+            task=TASK,
+            config=config,
+            root=saved_models_root(options.saved_models),
+            endpoints=endpoints(model, data.spec),
+            card=card,
+            files={"labels.txt": "\n".join(names) + "\n", "confusion_matrix.png": png},
+        )
     baselines = {"majority_class_accuracy": metrics["majority_baseline_accuracy"]}
-    return Result(model=model, history=history, metrics=metrics, baselines=baselines, export=exported, run_dir=folder,
-                  options=options, details={"config": config, "data": data, "params": int(model.count_params()),
-                                            "replicas": 1 if strategy is None else int(strategy.num_replicas_in_sync)})
+    return Result(
+        model=model,
+        history=history,
+        metrics=metrics,
+        baselines=baselines,
+        export=exported,
+        run_dir=folder,
+        options=options,
+        details={
+            "config": config,
+            "data": data,
+            "params": int(model.count_params()),
+            "replicas": 1 if strategy is None else int(strategy.num_replicas_in_sync),
+        },
+    )
 
 
 def report(result: Result) -> None:
     """The summary ``seqzoo train classify`` prints."""
     m, data, config = result.metrics, result.details["data"], result.details["config"]
     p = data.provenance
-    print(f"\n=== {p['dataset']}: {config.model} ({config.units} units x {config.num_layers} layer(s), "
-          f"{result.details['params']:,} parameters), {m['train_seconds']:.0f} s ===")
+    print(
+        f"\n=== {p['dataset']}: {config.model} ({config.units} units x {config.num_layers} layer(s), "
+        f"{result.details['params']:,} parameters), {m['train_seconds']:.0f} s ==="
+    )
     print(f"data: {D.describe(p)}")
     if result.options.strategy != "none":
         print(f"strategy: {result.options.strategy}, {result.details['replicas']} replica(s) in sync")
-    print(f"test accuracy {m['accuracy']:.2%}   macro-F1 {m['macro_f1']:.2%}   "
-          f"(majority-class baseline {m['majority_baseline_accuracy']:.2%}, {m['n_test']} test sequences)")
+    print(
+        f"test accuracy {m['accuracy']:.2%}   macro-F1 {m['macro_f1']:.2%}   "
+        f"(majority-class baseline {m['majority_baseline_accuracy']:.2%}, {m['n_test']} test sequences)"
+    )
     if "val_accuracy" in m:
         print(f"validation accuracy (last epoch) {m['val_accuracy']:.2%}")
     print("confusion matrix (rows: true class, columns: predicted):")

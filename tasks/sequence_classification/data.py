@@ -195,7 +195,9 @@ def load_tfds_text(name: str, data_dir: str | None, quick: bool, val_fraction: f
     Prepares the set if needed; offline this fails with a clear ValueError.
     """
     if name not in TEXT_DATASETS:
-        raise ValueError(f"Unsupported TFDS dataset {name!r}; supported: {', '.join(TFDS_PREFIX + n for n in TEXT_DATASETS)}")
+        raise ValueError(
+            f"Unsupported TFDS dataset {name!r}; supported: {', '.join(TFDS_PREFIX + n for n in TEXT_DATASETS)}"
+        )
     import tensorflow_datasets as tfds
 
     builder = tfds.builder(name, data_dir=data_dir)

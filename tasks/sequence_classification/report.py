@@ -29,7 +29,9 @@ def format_confusion(matrix: list[list[int]], names: list[str], max_classes: int
         return f"(confusion matrix of {len(names)} classes: see the PNG)"
     width = max(4, *(len(n) for n in names), *(len(str(v)) for row in matrix for v in row)) + 1
     lines = ["true\\pred".ljust(10) + "".join(n.rjust(width) for n in names)]
-    lines += [n[:10].ljust(10) + "".join(str(v).rjust(width) for v in row) for n, row in zip(names, matrix, strict=True)]
+    lines += [
+        n[:10].ljust(10) + "".join(str(v).rjust(width) for v in row) for n, row in zip(names, matrix, strict=True)
+    ]
     return "\n".join(lines)
 
 

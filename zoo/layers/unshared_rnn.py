@@ -49,14 +49,10 @@ class UnsharedRNN(keras.layers.Layer):
         for name, value in (("units", units), ("timesteps", timesteps)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(
-                    f"Received an invalid value for argument {name}, expected a "
-                    f"positive integer, got {value!r}"
+                    f"Received an invalid value for argument {name}, expected a positive integer, got {value!r}"
                 )
         if cell not in _GATES:
-            raise ValueError(
-                f"Received cell={cell!r} for UnsharedRNN, expected one of "
-                f"{', '.join(_GATES)}"
-            )
+            raise ValueError(f"Received cell={cell!r} for UnsharedRNN, expected one of {', '.join(_GATES)}")
         self.units = units
         self.timesteps = timesteps
         self.cell = cell
@@ -70,8 +66,7 @@ class UnsharedRNN(keras.layers.Layer):
     def _check_shape(self, shape) -> None:
         if len(shape) != 3:
             raise ValueError(
-                f"UnsharedRNN expects input of rank 3 (batch, timesteps, features), "
-                f"got shape {tuple(shape)}"
+                f"UnsharedRNN expects input of rank 3 (batch, timesteps, features), got shape {tuple(shape)}"
             )
         if shape[1] != self.timesteps:
             got = "an unknown length" if shape[1] is None else f"length {shape[1]}"
