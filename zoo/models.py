@@ -111,8 +111,8 @@ def _unshared(x, config, *, initial_states=None, return_states=False):
     if x.shape[1] is None:
         raise ValueError(
             "unshared_rnn needs a fixed number of timesteps, but the input length is "
-            "unknown. Pad or crop sequences to a fixed length (e.g. --seq-len / "
-            "max length) so the input shape is (batch, T, features)."
+            "unknown. Pad or crop sequences to a fixed length (e.g. seq_len or "
+            "max_length) so the input shape is (batch, T, features)."
         )
     for i in range(config.num_layers):
         last = i == config.num_layers - 1

@@ -240,7 +240,7 @@ class GradientMonitor(keras.callbacks.Callback):
             self.diverged = (
                 f"training diverged: loss={loss} at epoch {self._epoch + 1}, step {self.step} (batch {batch + 1} of the "
                 f"epoch); gradient norm before clipping at that step: {norm}, last finite one: {shown}. "
-                "Clip the gradients (e.g. --global-clipnorm 1.0 or --clipnorm 1.0) or lower --learning-rate."
+                "Clip the gradients (global_clipnorm=1.0 or clipnorm=1.0; --global-clipnorm 1.0 on the command line) or lower the learning_rate."
             )
             self.model.stop_training = True
         elif norm is not None:

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from zoo.errors import ConfigError
+
 DEFAULT_DATASET = "japanese_vowels"
 TFDS_PREFIX = "tfds:"
 TEXT_DATASETS = ("imdb_reviews",)
@@ -88,7 +90,7 @@ def bundled_paths(name: str) -> tuple[Path, Path]:
         names = ", ".join(bundled_datasets()) or "(none: is sktime installed?)"
         raise ValueError(
             f"Unknown dataset {name!r}. Bundled UEA/UCR sets: {names}; or "
-            f"'tfds:imdb_reviews'; or pass --ts-train PATH --ts-test PATH for any other .ts pair "
+            f"'tfds:imdb_reviews'; or set ts_train and ts_test (--ts-train, --ts-test) to any other .ts pair "
             f"(download from timeseriesclassification.com)"
         )
     return folder / f"{folder.name}_TRAIN.ts", folder / f"{folder.name}_TEST.ts"
@@ -104,7 +106,7 @@ def read_ts(path: str | os.PathLike) -> Series:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"No .ts file at {path}: check the path (--ts-train/--ts-test)")
+        raise FileNotFoundError(f"No .ts file at {path}: check the path given as ts_train/ts_test")
     try:
         frame, labels = load_from_tsfile(str(path), return_data_type="nested_univ")
     except (OSError, ValueError, IndexError, KeyError) as exc:
@@ -178,7 +180,7 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
 
     n_val = max(1, round(fraction * len(labels)))
     if n_val >= len(labels):
-        raise ValueError(f"--val-fraction {fraction} leaves no training examples out of {len(labels)}")
+        raise ConfigError("val_fraction", fraction, f"small enough to leave training examples out of {len(labels)}")
     try:
         n_classes = len(set(labels.tolist()))
         return train_test_split(index, test_size=max(n_val, n_classes), stratify=labels, random_state=seed)
@@ -209,8 +211,8 @@ def load_tfds_text(name: str, data_dir: str | None, quick: bool, val_fraction: f
             raise ValueError(
                 f"Could not download TFDS {name!r} into {builder.data_dir} ({type(exc).__name__}: "
                 f"{str(exc)[:160]}). It needs internet once: run this command on a connected machine, or "
-                f"copy a prepared tensorflow_datasets folder here and pass --data-dir. Offline, use a UEA set "
-                f"(--dataset japanese_vowels)"
+                f"copy a prepared tensorflow_datasets folder here and set data_dir (--data-dir). Offline, use a "
+                f"UEA set (dataset='japanese_vowels')"
             ) from None
     names = builder.info.features["label"].names
     val_pct = int(round(val_fraction * 100))

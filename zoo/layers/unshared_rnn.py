@@ -73,7 +73,7 @@ class UnsharedRNN(keras.layers.Layer):
             raise ValueError(
                 f"UnsharedRNN has weights for exactly {self.timesteps} timesteps but "
                 f"received {got} (input shape {tuple(shape)}). Pad or crop sequences "
-                f"to {self.timesteps} steps (a fixed --seq-len / max length), or "
+                f"to {self.timesteps} steps (a fixed seq_len or max_length), or "
                 f"build the model for the length you need."
             )
 
