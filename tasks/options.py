@@ -119,6 +119,12 @@ class TaskOptions:
         group="model",
         choices=DTYPES,
     )
+    fused: bool = option(
+        True,
+        "use seqzoo's fused CPU loop for LSTM/GRU layers (off: stock keras.layers.LSTM/GRU, same weights)",
+        group="model",
+        flag="--no-fused",
+    )
     # training
     epochs: int = option(10, "training epochs")
     batch_size: int = option(32, "examples per batch")
@@ -228,6 +234,7 @@ class TaskOptions:
             "merge_mode": self.merge_mode,
             "return_sequences": self.RETURN_SEQUENCES,
             "dtype": self.dtype,
+            "fused": self.fused,
         }
         return ModelConfig(**{**fields, **changes})
 
