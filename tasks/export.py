@@ -161,11 +161,12 @@ def load_card(path: str | os.PathLike) -> dict[str, Any]:
     return json.loads((resolve_export(path) / CARD).read_text())
 
 
-# The modules that register the classes a ``model.keras`` may name: zoo layers and optimizers,
-# the tasks' input layers, losses and metrics.
+# The modules that register the classes a ``model.keras`` may name: zoo layers, optimizers and
+# the SeqModel itself, the tasks' input layers, losses and metrics.
 REGISTERING_MODULES = (
     "zoo.layers",
-    "zoo.training",
+    "zoo.optimizers",
+    "zoo.train_step",
     "tasks.sequence_classification.layers",
     "tasks.movement.features",
     "tasks.movement.evaluate",

@@ -104,11 +104,12 @@ def test_a_compiled_export_reloads_in_a_fresh_process(tmp_path):
     path = ex.export(model, task="t", config=config, root=tmp_path)
     script = (
         "import sys; from tasks.export import load_keras; m = load_keras(sys.argv[1]); "
+        "assert type(m).__name__ == 'SeqModel', type(m); "
         "print(type(m.layers[1]).__name__, type(m.optimizer).__module__, type(m.optimizer).__name__, m.optimizer.clipnorm); "
         "import keras; print(keras.saving.get_registered_object('seqzoo>LengthMask').__module__)"
     )
     out = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["FusedLSTM", "zoo.training", "Adam", "1.0", "tasks.sequence_classification.layers"]
+    assert out.split() == ["FusedLSTM", "zoo.optimizers", "Adam", "1.0", "tasks.sequence_classification.layers"]
 
 
 def test_a_failed_export_leaves_nothing(tmp_path):
