@@ -6,7 +6,7 @@ import re
 import pytest
 
 from studies import cli
-from studies.common import mean_ci, verdict
+from studies.common import verdict
 
 
 def _run(name, tmp_path):
@@ -27,26 +27,10 @@ def _check_report_matches_raw(name, out):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [n for n in cli.STUDIES if n != "weight_sharing"])
+@pytest.mark.parametrize("name", list(cli.STUDIES))
 def test_study_quick_report_comes_from_its_results(name, tmp_path):
     out = _run(name, tmp_path)
     _check_report_matches_raw(name, out)
-
-
-def test_weight_sharing_numbers(tmp_path):
-    """The headline numbers in the weight-sharing report are the means of the raw per-seed rows."""
-    out = _run("weight_sharing", tmp_path)
-    report, results = _check_report_matches_raw("weight_sharing", out)
-    rows = [r for r in results["rows"] if r["part"] == "a"]
-    assert len(rows) == 4  # 2 models x 2 seeds
-    for model in results["models"]:
-        unseen = [r["acc_unseen_positions"] for r in rows if r["model"] == model]
-        summary = mean_ci(unseen)
-        assert f"{summary['mean']:.3f} ± {summary['ci95']:.3f}" in report
-    # Parameter counts: shared is constant in T, unshared linear.
-    shared, unshared = (results["params"][m] for m in results["models"])
-    assert len(set(shared.values())) == 1
-    assert unshared["200"] == 40 * unshared["5"]
 
 
 def test_verdict_says_when_evidence_is_weak():
