@@ -6,7 +6,6 @@ import re
 import pytest
 
 from studies import cli
-from studies.common import verdict
 
 
 def _run(name, tmp_path):
@@ -31,14 +30,6 @@ def _check_report_matches_raw(name, out):
 def test_study_quick_report_comes_from_its_results(name, tmp_path):
     out = _run(name, tmp_path)
     _check_report_matches_raw(name, out)
-
-
-def test_verdict_says_when_evidence_is_weak():
-    assert "not significant" in verdict("a", [0.5, 0.6, 0.55], "b", [0.52, 0.58, 0.5])
-    assert "beats b" in verdict("a", [0.9, 0.91, 0.92], "b", [0.5, 0.52, 0.49])
-    assert "lower" not in verdict("a", [1.0, 1.1], "b", [2.0, 2.1], higher_is_better=False)
-    assert verdict("a", [1.0, 1.1], "b", [2.0, 2.1], higher_is_better=False).startswith("a beats b")
-    assert "no test" in verdict("a", [0.9], "b", [0.5])
 
 
 def test_unknown_study_lists_valid_ones(capsys):
