@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from tasks.options import STRATEGIES, TaskOptions
-from zoo.errors import ConfigError, FileProblem
+from zoo.errors import ConfigError
 
 # Settings that do not change what is trained: left out of a run's command key.
 _NOT_IN_KEY = {"runs", "run_name", "resume", "saved_models", "export"}
@@ -24,18 +24,6 @@ def command_key(options: TaskOptions) -> str:
 
     items = {k: v for k, v in sorted(options.to_dict().items()) if k not in _NOT_IN_KEY}
     return hashlib.sha1(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def _read_key(path: Path) -> str | None:
-    """The settings key in a run's ``command.json``."""
-    import json
-
-    from zoo import checkpoint
-
-    try:
-        return json.loads(path.read_text(encoding="utf-8")).get("key")
-    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
-        raise FileProblem(path, f"the run's settings record is damaged ({exc})", checkpoint.START_FRESH) from None
 
 
 def resolve_run_dir(options: TaskOptions, task: str, model: str) -> Path:
@@ -61,7 +49,7 @@ def resolve_run_dir(options: TaskOptions, task: str, model: str) -> Path:
             if not (cmd.exists() and (cand / checkpoint.STATE).exists()):
                 continue
             finished = checkpoint.status(cand).get("status") == "finished"
-            if _read_key(cmd) == key and not finished:
+            if checkpoint.read_json(cmd, "run's settings record").get("key") == key and not finished:
                 folder = cand
                 break
     if folder is None:

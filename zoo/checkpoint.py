@@ -69,15 +69,22 @@ def load(model: keras.Model, run_dir: Path) -> int:
     return int(values["epochs_done"])
 
 
+def read_json(path: Path, what: str) -> dict:
+    """A JSON object seqzoo wrote into a run folder; a damaged one is a :class:`FileProblem` that
+    names the file (``what`` it holds) and how to start fresh."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FileProblem(path, f"the {what} is damaged ({exc})", START_FRESH) from None
+    if not isinstance(data, dict):
+        raise FileProblem(path, f"the {what} is damaged (not a JSON object)", START_FRESH)
+    return data
+
+
 def status(run_dir: Path) -> dict:
     """The run's ``run.json`` ({} when there is none)."""
     path = Path(run_dir) / "run.json"
-    if not path.exists():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FileProblem(path, f"the run status is damaged ({exc})", START_FRESH) from None
+    return read_json(path, "run status") if path.exists() else {}
 
 
 def set_status(run_dir: Path, **fields) -> None:
