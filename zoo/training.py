@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import tensorflow as tf
 
 from zoo import bptt as B
 from zoo import checkpoint as C
@@ -92,8 +93,6 @@ def fit(
     does this): Keras's fit builds a model that was constructed in a strategy's scope by
     averaging a first batch across the workers, which fails there (keras-team/keras#20585).
     """
-    import tensorflow as tf
-
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= 0:
         raise ConfigError("epochs", epochs, "a positive integer")
     if model.optimizer is None:
@@ -214,8 +213,6 @@ class BpttCurriculum(keras.callbacks.Callback):
 
 def _distributed(model: keras.Model) -> bool:
     """True when the model was created, or is trained, in a ``tf.distribute`` strategy's scope."""
-    import tensorflow as tf
-
     return tf.distribute.has_strategy() or model.distribute_strategy is not tf.distribute.get_strategy()
 
 
@@ -224,8 +221,6 @@ def _replayable(train, steps_per_epoch: int | None, epochs_done: int):
     resumed run already saw, so a reshuffling dataset yields the same batches as
     in an uninterrupted run (a new Keras iterator per epoch would restart the
     shuffle order in a new process)."""
-    import tensorflow as tf
-
     if not isinstance(train, tf.data.Dataset):
         return train, steps_per_epoch
     n = int(train.cardinality())
