@@ -115,7 +115,7 @@ def export(
                 "keras": keras.__version__,
                 "python": platform.python_version(),
             },
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         }
         while True:
             full_card["version"] = version
