@@ -29,7 +29,9 @@ def load(name: str):
 def run_study(name: str, args: argparse.Namespace) -> Path:
     """Run one study; write results.json/csv, plots and report.md; return the folder."""
     from studies.common import RESULTS_ROOT, write_raw
+    from tasks.terminal import quiet_tensorflow
 
+    quiet_tensorflow()
     module = load(name)
     out = Path(args.out) if args.out else RESULTS_ROOT / name
     out.mkdir(parents=True, exist_ok=True)

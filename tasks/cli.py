@@ -9,7 +9,11 @@ import sys
 from collections.abc import Sequence
 
 from tasks import TASKS as TRAIN_TASKS
-from tasks.common import quiet_tensorflow
+from tasks.terminal import SHOW_LOGS, quiet_tensorflow
+
+# Commands whose main does not import TensorFlow quietly after parsing its flags, as the
+# train tasks, tune and study do (tasks.terminal).
+QUIET_HERE = {"models", "generate", "export"}
 
 # name -> (module with main(argv, prog), one-line help)
 COMMANDS = {
@@ -24,7 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="seqzoo",
         description="seqzoo: recurrent sequence models, tasks, tuning and studies.",
-        epilog="Run 'seqzoo COMMAND --help' (or 'seqzoo train TASK --help') for a command's options.",
+        epilog="Run 'seqzoo COMMAND --help' (or 'seqzoo train TASK --help') for a command's options. "
+        f"TensorFlow's own start-up logging is hidden; {SHOW_LOGS}=1 shows it.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     train = sub.add_parser("train", help="train a zoo model on a task and export it", add_help=False)
@@ -49,7 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rest = rest + (["--help"] if args.help else [])
     else:
         module, prog = COMMANDS[args.command][0], f"seqzoo {args.command}"
-    quiet_tensorflow()
+        if args.command in QUIET_HERE and not {"-h", "--help"} & set(rest):
+            quiet_tensorflow()
     return importlib.import_module(module).main(rest, prog=prog)
 
 

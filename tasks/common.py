@@ -72,11 +72,6 @@ def run_dir(runs: str | os.PathLike, task: str, model: str) -> Path:
     return Path(runs) / task / model / stamp
 
 
-def quiet_tensorflow() -> None:
-    """Silence TensorFlow's C++ start-up chatter (set before TF is imported)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
 # ----------------------------------------------------------------------------- tf.distribute (data-parallel training)
 
 _STRATEGIES: dict = {}  # one strategy per process: TensorFlow allows a single collective setup

@@ -359,8 +359,11 @@ def main_for(
 ) -> int:
     """A task's command: parse the flags into ``options_cls``, ``run``, ``report``. seqzoo's
     errors and missing or unreadable files become one line on stderr and exit status 2."""
+    from tasks.terminal import quiet_tensorflow
+
     parser = build_parser(options_cls, prog, description)
     args = parser.parse_args(argv)
+    quiet_tensorflow()  # after parsing: --help never imports TensorFlow
     return guarded(prog, lambda: report(run(options_from_args(options_cls, args))), options_cls)
 
 

@@ -17,9 +17,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tasks import TASKS
-from tasks.common import quiet_tensorflow
+from tasks import get as get_task
 from tasks.options import Formatter, describe_error, flag_of, options_from_args
 from tasks.options import build_parser as build_options_parser
+from tasks.terminal import quiet_tensorflow
 from tuning.distributed import LOOPBACK
 from tuning.space import DEFAULT_CLIPNORMS, DEFAULT_MODELS, DEFAULT_RANGES, SEARCHED
 from zoo.errors import SeqzooError
@@ -256,22 +257,31 @@ def run(args: argparse.Namespace, task, rest: list[str], prog: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "seqzoo tune") -> int:
-    quiet_tensorflow()
     parser = build_parser(prog)
     args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else list(argv))
-    from tuning.hypermodel import task_module  # after quiet_tensorflow: it imports Keras
+    help_only = args.help or args.task is None
+    if not help_only:
+        quiet_tensorflow()  # after parsing: --help never imports TensorFlow (nor the hypermodel, which imports Keras)
 
     options_cls = None  # once the task is known, an error about one of its fields names the flag
     try:
-        if args.help or args.task is None:
+        if help_only:
             parser.print_help()
             if args.task is not None:
                 print(
                     f"\n--- the task's own flags (seqzoo train {args.task}); the searched ones are set by "
                     "--pin/--range ---"
                 )
-                task_parser(task_module(args.task), prog, args.task).print_help()
+                if args.task in TASKS:
+                    task = get_task(args.task)
+                else:  # a module path implementing the task API, checked as a search checks it
+                    from tuning.hypermodel import task_module
+
+                    task = task_module(args.task)
+                task_parser(task, prog, args.task).print_help()
             return 0 if args.help else 2
+        from tuning.hypermodel import task_module
+
         task = task_module(args.task)
         options_cls = task.Options
     except ValueError as exc:

@@ -24,29 +24,18 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from tasks.common import distribution_strategy, quiet_tensorflow, resolve_run_dir, set_seed, strategy_scope
+from tasks.common import distribution_strategy, resolve_run_dir, set_seed, strategy_scope
 from tasks.movement.data import DATASETS, Prices, load_prices
-from tasks.movement.features import (
-    FEATURES,
-    LABEL,
-    SplitIndex,
-    check_fractions,
-    chronological_split,
-    feature_names,
-    labels,
-    normalizer,
-    num_samples,
-    series_features,
-    walk_forward,
-    windows,
-)
 from tasks.options import Result, TaskOptions, default, main_for, one_of, option, positive_int
 from zoo.config import ModelConfig
 from zoo.errors import ConfigError
+
+if TYPE_CHECKING:  # the features module imports Keras: its names load where they are used
+    from tasks.movement.features import SplitIndex
 
 TASK = "movement"
 OBJECTIVE = ("val_balanced_accuracy", "max")
@@ -76,6 +65,8 @@ class TaskData:
 
     def raw_windows(self, split: str) -> np.ndarray:
         """Raw rows ``t - window .. t`` of each sample: what ``serve`` takes (n, window + 1, C)."""
+        from tasks.movement.features import windows
+
         rows = windows(self.prices.frame.to_numpy(np.float32), self.spec["window"] + 1)
         return rows[self.days[split] - self.spec["window"]]
 
@@ -143,6 +134,8 @@ class Options(TaskOptions):
     learning_rate: float = default("learning_rate", 1e-3)
 
     def __post_init__(self) -> None:
+        from tasks.movement.features import check_fractions
+
         super().__post_init__()
         one_of("dataset", self.dataset, DATASETS)
         if self.csv is not None and self.ticker is not None:
@@ -191,6 +184,8 @@ def make_data(
 ) -> TaskData:
     """Scaled windows, labels and datasets for one chronological split of ``prices``."""
     import keras
+
+    from tasks.movement.features import FEATURES, LABEL, feature_names, labels, normalizer, series_features, windows
 
     features = series_features(prices.frame)  # (N - 1, F): row i is day i + 1
     scaler = normalizer(features, window, split.train)
@@ -247,6 +242,8 @@ def make_data(
 def load_data(options: Options) -> TaskData:
     """The chronological train/val/test split of the prices ``options`` select (with ``small_data``, of the
     last ``QUICK_SAMPLES`` labelled days)."""
+    from tasks.movement.features import chronological_split, num_samples
+
     prices = load_prices(options)
     if options.small_data:
         prices = prices.tail(QUICK_SAMPLES + options.window + 1)
@@ -359,6 +356,7 @@ def run_walk_forward(config: ModelConfig, prices: Prices, options: Options, *, v
     from tqdm import tqdm
 
     from tasks.movement import evaluate as ev
+    from tasks.movement.features import num_samples, walk_forward
 
     tf.get_logger().setLevel("ERROR")  # a fresh model per fold retraces by design; TF would warn about it
     n = num_samples(len(prices.frame), options.window)
@@ -492,6 +490,7 @@ def run(options: Options, *, verbose: int | str = "auto") -> Result:
     baselines, write report.md, report.json and the plots into the run folder, and (unless ``export=False``)
     export. Prints nothing but progress (``verbose``) -- :func:`report` prints the summary."""
     from tasks.movement import evaluate as ev
+    from tasks.movement.features import num_samples, walk_forward
 
     strategy = distribution_strategy(options.strategy)  # first: before any other TensorFlow op
     set_seed(options.seed)
@@ -588,7 +587,6 @@ def report(result: Result) -> None:
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "seqzoo train movement") -> int:
-    quiet_tensorflow()
     return main_for(Options, run, report, argv, prog, description=__doc__)
 
 

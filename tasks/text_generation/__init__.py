@@ -36,14 +36,13 @@ Python callers build :class:`Options` and call :func:`run`::
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
-
-import keras
 
 from tasks.common import build_in_scope, distribution_strategy, resolve_run_dir, set_seed, strategy_scope
 from tasks.options import (
@@ -78,35 +77,29 @@ from tasks.text_generation.data import (
     vocabulary,
     windows,
 )
-from tasks.text_generation.export import VOCAB_FILE, export_model
-from tasks.text_generation.model import (
-    LN2,
-    WINDOW_MODELS,
-    bits_per_char,
-    build_model,
-    build_step_model,
-    check_mode,
-    compile,
-    copy_weights,
-    evaluate,
-    is_window_model,
-    lm_config,
-    next_char_accuracy,
-    next_char_loss,
-)
-from tasks.text_generation.sampling import (
-    Sampler,
-    check_prime,
-    check_sampling_args,
-    make_step,
-    pad_id,
-    pick_next,
-    uniforms,
-)
 from zoo.errors import ConfigError
 
 TASK = "textgen"
 OBJECTIVE = ("val_loss", "min")
+
+# The model, sampling and export modules import Keras, so their names load on first use
+# (module __getattr__): building the command line (seqzoo train textgen --help) imports no TensorFlow.
+_MODEL_NAMES = ("LN2", "WINDOW_MODELS", "bits_per_char", "build_model", "build_step_model", "check_mode", "compile")
+_MODEL_NAMES += ("copy_weights", "evaluate", "is_window_model", "lm_config", "next_char_accuracy", "next_char_loss")
+_SAMPLING_NAMES = ("SampleAfterEpoch", "Sampler", "check_prime", "check_sampling_args", "make_step", "pad_id")
+_SAMPLING_NAMES += ("pick_next", "uniforms")
+_LAZY = {
+    **dict.fromkeys(_MODEL_NAMES, "tasks.text_generation.model"),
+    **dict.fromkeys(_SAMPLING_NAMES, "tasks.text_generation.sampling"),
+    **dict.fromkeys(("VOCAB_FILE", "export_model"), "tasks.text_generation.export"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # The settings an export's card records besides the optimizer's.
 CARD_SETTINGS = ("seq_len", "embedding_dim", "mode", "batch_size", "epochs", "patience", "seed", "small_data")
@@ -181,27 +174,9 @@ class Options(TaskOptions):
                 "at least one character when sample_length > 0",
                 "The per-epoch sample starts from it; set sample_length to 0 for no sample",
             )
+        from tasks.text_generation.model import check_mode
+
         check_mode(self.model, self.mode)
-
-
-class SampleAfterEpoch(keras.callbacks.Callback):
-    """Samples ``options.sample_length`` characters after every epoch (printed with ``show``);
-    ``last`` keeps the latest sample for the result."""
-
-    def __init__(self, sampler: Sampler, options: Options, *, show: bool = True):
-        super().__init__()
-        self.sampler, self.options, self.show = sampler, options, show
-        self.last: str | None = None
-
-    def on_epoch_end(self, epoch, logs=None):
-        o = self.options
-        self.sampler.refresh()  # the step model holds a copy of the weights
-        self.last = self.sampler.generate(o.prime, o.sample_length, temperature=o.temperature, seed=o.seed)
-        if self.show:
-            print(
-                f"\n--- sample after epoch {epoch + 1} (temperature {o.temperature}) ---\n{o.prime}{self.last}\n---",
-                flush=True,
-            )
 
 
 def fit_options(options: Options, data: TaskData) -> dict:
@@ -214,7 +189,12 @@ def run(options: Options, *, callbacks: Iterable[Any] = (), verbose: int | str =
     """Train with early stopping on val_loss, evaluate on validation and test and (unless ``export=False``)
     export; prints Keras's progress and the per-epoch samples (``verbose=0``: neither) -- :func:`report`
     prints the summary."""
+    import keras
+
     from tasks.export import saved_models_root
+    from tasks.text_generation.export import export_model
+    from tasks.text_generation.model import LN2, build_model, compile, evaluate
+    from tasks.text_generation.sampling import SampleAfterEpoch, Sampler
     from zoo.training import fit
 
     strategy = distribution_strategy(options.strategy)  # first: before any TensorFlow op
@@ -292,6 +272,8 @@ def run(options: Options, *, callbacks: Iterable[Any] = (), verbose: int | str =
 
 def report(result: Result) -> None:
     """The summary ``seqzoo train textgen`` prints."""
+    from tasks.text_generation.model import LN2
+
     m, config, data = result.metrics, result.details["config"], result.details["data"]
     p = data.provenance
     chars = "/".join(f"{p['characters'][k]:,}" for k in ("train", "val", "test"))

@@ -8,12 +8,17 @@ same characters for the same seed.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
+import keras
 import numpy as np
 
 from tasks.text_generation.data import OOV_ID
 from tasks.text_generation.model import build_step_model, copy_weights, is_window_model, lm_config
 from zoo.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tasks.text_generation import Options
 
 
 def pick_next(logits: np.ndarray, u: float, temperature: float, top_k: int = 0) -> int:
@@ -182,3 +187,23 @@ class Sampler:
             tf.constant(ids[None]), tf.constant(uniforms(seed, length)), tf.constant(float(temperature), tf.float64)
         )
         return "".join(self.vocab[i] for i in out.numpy()[0])
+
+
+class SampleAfterEpoch(keras.callbacks.Callback):
+    """Samples ``options.sample_length`` characters after every epoch (printed with ``show``);
+    ``last`` keeps the latest sample for the result."""
+
+    def __init__(self, sampler: Sampler, options: Options, *, show: bool = True):
+        super().__init__()
+        self.sampler, self.options, self.show = sampler, options, show
+        self.last: str | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        o = self.options
+        self.sampler.refresh()  # the step model holds a copy of the weights
+        self.last = self.sampler.generate(o.prime, o.sample_length, temperature=o.temperature, seed=o.seed)
+        if self.show:
+            print(
+                f"\n--- sample after epoch {epoch + 1} (temperature {o.temperature}) ---\n{o.prime}{self.last}\n---",
+                flush=True,
+            )

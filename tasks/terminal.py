@@ -1,0 +1,105 @@
+"""What a command shows on the terminal besides Keras's progress line: TensorFlow imported
+without its C++ start-up chatter, and the short summary a command ends with.
+
+TensorFlow's native libraries log before its logging is set up (absl's "All log messages
+before absl::InitializeLog() ..." and CUDA probes such as "Could not find cuda drivers" and
+"failed call to cuInit"); ``TF_CPP_MIN_LOG_LEVEL`` does not reach those lines, so
+:func:`quiet_tensorflow` imports TensorFlow and looks for its devices with the process's
+stderr captured, drops those lines and passes on the rest. ``SEQZOO_TF_LOGS=1`` shows
+everything TensorFlow prints.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+SHOW_LOGS = "SEQZOO_TF_LOGS"
+
+# A line of native logging in absl's format ("I0000 00:00:1796471398.028585   31462 cudart_stub.cc:31] ...").
+_NATIVE_LOG_LINE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w.\-]+:\d+\] .*)$"
+)
+
+
+def tensorflow_logs_wanted() -> bool:
+    return os.environ.get(SHOW_LOGS, "").strip() not in ("", "0")
+
+
+def quiet_tensorflow() -> None:
+    """Import TensorFlow (and probe its devices) without its native start-up logging.
+
+    Call it where a command starts its work, after parsing its flags, so that ``--help``
+    never imports TensorFlow. A no-op once TensorFlow is imported or with ``SEQZOO_TF_LOGS=1``.
+    When TensorFlow finds no GPU on a machine with an NVIDIA driver, one line in seqzoo's
+    words says so.
+    """
+    if "tensorflow" in sys.modules or tensorflow_logs_wanted():
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # native INFO and WARNING lines after start-up
+    with _native_stderr_filtered():
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")  # the CUDA probe logs here
+    if not gpus and tf.test.is_built_with_cuda() and Path("/dev/nvidiactl").exists():
+        print(
+            f"seqzoo: this machine has an NVIDIA driver but TensorFlow found no usable GPU, so training runs on "
+            f"the CPU ({SHOW_LOGS}=1 shows TensorFlow's reason)",
+            file=sys.stderr,
+        )
+
+
+class _native_stderr_filtered:  # noqa: N801 - used as a context manager
+    """Points file descriptor 2 at a temporary file (native code writes there directly) and
+    on exit writes back every line that is not native logging."""
+
+    def __enter__(self):
+        sys.stderr.flush()
+        self.capture = tempfile.TemporaryFile()
+        self.saved = os.dup(2)
+        os.dup2(self.capture.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc):
+        sys.stderr.flush()
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        self.capture.seek(0)
+        text = self.capture.read().decode(errors="replace")
+        self.capture.close()
+        kept = [line for line in text.splitlines() if not _NATIVE_LOG_LINE.match(line)]
+        if kept:
+            sys.stderr.write("\n".join(kept) + "\n")
+        return False
+
+
+# ----------------------------------------------------------------------------- the summary a command ends with
+
+
+def summary(title: str, headline: str, lines: Iterable[str] = (), paths: Iterable[tuple[str, object]] = ()) -> str:
+    """The end-of-command summary every task prints::
+
+        === textgen lstm: 64 units x 1 layer(s), 48,321 parameters, 1 epoch, 21 s ===
+        test loss 1.9012 nats/char (1.3716 bits/char); unigram baseline 3.3148
+        run folder  runs/textgen/lstm/20261205-114618
+        plots       runs/textgen/lstm/20261205-114618/grad_norms.png
+        export      saved_models/textgen/lstm/1
+
+    ``paths`` with a None value are left out.
+    """
+    out = [f"\n=== {title} ===", headline, *lines]
+    shown = [(label, value) for label, value in paths if value not in (None, "", [])]
+    width = max((len(label) for label, _ in shown), default=0)
+    out += [f"{label:<{width}}  {value}" for label, value in shown]
+    return "\n".join(out)
+
+
+def plots_in(run_dir: Path) -> str | None:
+    """The PNG files of a run folder, comma-separated (None when there are none)."""
+    names = sorted(p.name for p in Path(run_dir).glob("*.png"))
+    return f"{run_dir}/{{{','.join(names)}}}" if len(names) > 1 else (f"{run_dir}/{names[0]}" if names else None)
