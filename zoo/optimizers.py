@@ -24,10 +24,27 @@ def dense_gradients(grads: list) -> list:
 
 
 class _DenseGradients:
-    """An optimizer that applies :func:`dense_gradients` of what it is given."""
+    """An optimizer that applies :func:`dense_gradients` of what it is given.
+
+    Without a ``tf.distribute`` strategy (one replica) the update runs in the cross-replica
+    context (``merge_call``), where Keras skips its all-reduce of the gradients: a sum over one
+    replica, but in a traced step TensorFlow's ``ReplicaContext.all_reduce`` is a graph-mode
+    ``tf.custom_gradient``, which registers a gradient function under a new name in TensorFlow's
+    process-wide gradient registry on every trace. That entry holds the traced train function's
+    graph, its captured variables and compiled kernels for the rest of the process, so every
+    model trained in one process (a tuner's trials, a study's runs) stayed in memory.
+    """
 
     def apply(self, grads, trainable_variables=None):
-        return super().apply(dense_gradients(list(grads)), trainable_variables)
+        import tensorflow as tf
+
+        grads = dense_gradients(list(grads))
+        apply = super().apply
+        if tf.distribute.has_strategy() or tf.distribute.in_cross_replica_context():
+            return apply(grads, trainable_variables)
+        return tf.distribute.get_replica_context().merge_call(
+            lambda _strategy, g, v: apply(g, v), args=(grads, trainable_variables)
+        )
 
 
 @keras.saving.register_keras_serializable(package="seqzoo")
