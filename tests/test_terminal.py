@@ -78,7 +78,7 @@ def quick_run(tmp_path_factory):
     """``seqzoo train classify --quick`` as a person runs it, in a terminal 80 columns wide."""
     tmp = tmp_path_factory.mktemp("quick")
     argv = ["train", "classify", "--quick", "--runs", str(tmp / "runs"), "--saved-models", str(tmp / "saved")]
-    return subprocess.run(
+    run = subprocess.run(
         [sys.executable, "-m", "tasks.cli", *argv],
         cwd=REPO,
         capture_output=True,
@@ -86,9 +86,46 @@ def quick_run(tmp_path_factory):
         timeout=600,
         env=_env(COLUMNS="80"),
     )
+    run.runs = tmp / "runs"
+    return run
 
 
 def test_a_quick_run_prints_no_native_logging(quick_run):
     assert quick_run.returncode == 0, quick_run.stderr[-3000:]
     chatter = [line for line in quick_run.stderr.splitlines() if NATIVE_CHATTER.search(line)]
     assert not chatter, "\n".join(chatter)
+
+
+def test_the_progress_line_fits_the_terminal_and_shows_loss_metric_norm_and_rate(quick_run):
+    assert quick_run.returncode == 0, quick_run.stderr[-3000:]
+    lines = [part for line in quick_run.stdout.splitlines() for part in line.split("\r")]
+    progress = [line for line in lines if re.match(r"\d+/\d+ ", line)]
+    assert progress, quick_run.stdout[:2000]
+    assert max(len(line) for line in progress) <= 80, progress
+    for name in ("loss ", "acc ", "val_loss ", "gnorm ", "lr "):
+        assert name in progress[-1], progress[-1]
+    assert "grad_norm/" not in quick_run.stdout and "grad_norm_clipped" not in quick_run.stdout
+    # Per-layer and per-gate norms go to grad_norms.csv (and TensorBoard), not to the epoch's history.
+    (run_dir,) = quick_run.runs.glob("classify/*/*/")
+    assert "grad_norm/" in (run_dir / "grad_norms.csv").read_text().splitlines()[0]
+    assert "grad_norm/" not in (run_dir / "history.csv").read_text().splitlines()[0]
+
+
+@pytest.mark.parametrize("width", [200, 120, 80, 60, 40, 20])
+def test_render_never_exceeds_the_width(width):
+    from zoo.progress import render
+
+    fields = [
+        ("loss", 2.1695123, 0),
+        ("balanced_accuracy", 0.18644, 2),
+        ("accuracy", 0.5, 6),
+        ("val_loss", float("nan"), 1),
+        ("val_balanced_accuracy", 0.5556, 3),
+        ("val_accuracy", 0.5, 7),
+        ("grad_norm", 1234.5678, 4),
+        ("learning_rate", 3e-5, 5),
+    ]
+    for step, steps, seconds in ((1, 12345, "ETA 1h02m"), (12345, 12345, "59m59s"), (7, None, "")):
+        line = render(step, steps, seconds, fields, width)
+        assert len(line) <= width - 1 and line.startswith(f"{step}"), line
+    assert "bal_acc 0.186" in render(1, 10, "1s", fields, 200)

@@ -10,10 +10,14 @@ batch's chunk updates) the step logs:
   block of LSTM (i, f, c, o) and GRU (z, r, h) layers: the kernel, recurrent
   kernel and bias columns of that gate together.
 
-:class:`GradientMonitor` writes them to ``grad_norms.csv`` and TensorBoard
-beside the run, puts epoch means into the History (``history.steps`` holds the
-per-step series), draws ``grad_norms.png`` (log scale) and stops the run on a
-NaN/Inf loss with :class:`TrainingDiverged`.
+:class:`GradientMonitor` writes them all to ``grad_norms.csv`` and TensorBoard
+beside the run (``history.steps`` holds the per-step series), draws
+``grad_norms.png`` (log scale, global and per layer), puts the epoch means of the
+global norms into the History, and stops the run on a NaN/Inf loss with
+:class:`TrainingDiverged`. It is also fit's progress bar (Keras adds none when a
+``ProgbarLogger`` is among the callbacks): one line of loss, the task's metric,
+the global gradient norm and the learning rate, within the terminal's width
+(:mod:`zoo.progress`).
 """
 
 from __future__ import annotations
@@ -29,9 +33,11 @@ from tensorflow.core.framework import summary_pb2, tensor_pb2, tensor_shape_pb2,
 
 from zoo.errors import SeqzooError
 from zoo.optimizers import dense_gradients
+from zoo.progress import ProgressLine
 
 GATES = {keras.layers.LSTM: "ifco", keras.layers.GRU: "zrh"}
-VECTOR_KEY = "_grad_norms"  # the per-layer/gate norms travel as one vector, popped before the progress bar
+VECTOR_KEY = "_grad_norms"  # the per-layer/gate norms travel as one vector, popped from the step's logs
+GLOBAL_NORMS = ("grad_norm", "grad_norm_clipped", "grad_norm_max")  # the norms a History keeps per epoch
 
 
 # Scalars written as raw summary protos through TensorFlow's summary writer (TensorBoard
@@ -172,35 +178,42 @@ def _sum_sq(g):
 
 
 def plot_grad_norms(csv_path: Path, png_path: Path) -> Path | None:
-    """Global gradient norm per step (before and after clipping), log scale."""
+    """Global gradient norm per step (before and after clipping) and, below it, each layer's; log scale."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = list(csv.DictReader(open(csv_path, newline="")))
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
     if not rows:
         return None
     step = [int(r["step"]) for r in rows]
-    fig, ax = plt.subplots(figsize=(8, 4))
-    for key, label in (("grad_norm", "before clipping"), ("grad_norm_clipped", "after clipping")):
-        ax.plot(step, [float(r[key]) for r in rows], label=label, linewidth=0.8)
-    ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("global gradient norm")
-    ax.set_title(Path(csv_path).parent.name)
-    ax.legend()
+    layers = [k for k in rows[0] if k.startswith("grad_norm/") and k.count("/") == 1]
+    fig, axes = plt.subplots(2 if layers else 1, 1, figsize=(8, 6.5 if layers else 4), sharex=True, squeeze=False)
+    panels = [(("grad_norm", "before clipping"), ("grad_norm_clipped", "after clipping"))]
+    panels += [tuple((k, k.removeprefix("grad_norm/")) for k in layers)] if layers else []
+    for ax, lines, ylabel in zip(axes[:, 0], panels, ("global gradient norm", "per-layer gradient norm"), strict=False):
+        for key, label in lines:
+            ax.plot(step, [float(r[key]) for r in rows], label=label, linewidth=0.8)
+        ax.set_yscale("log")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize="small")
+    axes[0, 0].set_title(Path(csv_path).parent.name)
+    axes[-1, 0].set_xlabel("step")
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)
     plt.close(fig)
     return png_path
 
 
-class GradientMonitor(keras.callbacks.Callback):
-    """Collects the step statistics; writes CSV/TensorBoard/PNG; stops on NaN.
+class GradientMonitor(keras.callbacks.ProgbarLogger):
+    """Collects the step statistics; writes CSV/TensorBoard/PNG; stops on NaN; shows the progress line.
 
-    With ``names=None`` (monitoring off) it only guards against a NaN/Inf loss.
-    ``step`` counts optimizer steps (batches) across epochs, also across a resume.
+    With ``names=None`` (monitoring off) it only guards against a NaN/Inf loss and shows the line.
+    ``step`` counts optimizer steps (batches) across epochs, also across a resume. As fit's
+    ``ProgbarLogger`` it follows fit's ``verbose``: 0 prints nothing, 2 one line per epoch, 1 a
+    line redrawn in place on a terminal (one line per epoch when the output is not a terminal).
     """
 
     def __init__(self, names: list[str] | None, run_dir: Path | None = None, *, initial_step: int = 0):
@@ -216,10 +229,66 @@ class GradientMonitor(keras.callbacks.Callback):
         self._epoch_rows: list[list[float]] = []
         self.tensorboard = ScalarWriter(self.run_dir / "tensorboard") if self.run_dir is not None else None
         self.columns = ["epoch", "step", "loss", "grad_norm", "grad_norm_clipped", *(names or [])]
+        self.show, self.epochs_total, self.batches, self.batches_done = 1, 1, None, 0
+        self.line: ProgressLine | None = None
+
+    # ------------------------------------------------------------------ the progress line (fit's ProgbarLogger hooks)
+
+    def set_params(self, params):
+        self.params = params
+        verbose = params.get("verbose", 1)
+        self.show = 1 if verbose == "auto" else int(verbose)
+        self.epochs_total, self.batches = params.get("epochs", 1), params.get("steps")
+
+    def on_train_begin(self, logs=None):
+        pass
+
+    def on_test_begin(self, logs=None):
+        pass  # fit's validation runs silently; the epoch's line shows its result
+
+    def on_test_batch_end(self, batch, logs=None):
+        pass
+
+    def on_test_end(self, logs=None):
+        pass
+
+    def on_predict_begin(self, logs=None):
+        pass
+
+    def on_predict_batch_end(self, batch, logs=None):
+        pass
+
+    def on_predict_end(self, logs=None):
+        pass
+
+    def progress_fields(self, logs: dict, *, final: bool) -> list[tuple[str, float, float]]:
+        """(name, value, rank) for :func:`zoo.progress.render`: loss, the task's metric, at the end of an
+        epoch their validation values, the global gradient norm and the learning rate (rank 6 and up:
+        further metrics, shown when there is room)."""
+        own = {"loss", "learning_rate", VECTOR_KEY, *GLOBAL_NORMS}
+        metrics = [k for k in logs if k not in own and not k.startswith("val_") and "/" not in k]
+        fields = [("loss", logs["loss"], 0)] if "loss" in logs else []
+        fields += [(k, logs[k], 2 if i == 0 else 6) for i, k in enumerate(metrics)]
+        if final:
+            fields += [("val_loss", logs["val_loss"], 1)] if "val_loss" in logs else []
+            fields += [
+                (f"val_{k}", logs[f"val_{k}"], 3 if i == 0 else 7) for i, k in enumerate(metrics) if f"val_{k}" in logs
+            ]
+        fields += [("grad_norm", logs["grad_norm"], 4)] if "grad_norm" in logs else []
+        rate = logs.get("learning_rate", self.model.optimizer.learning_rate if self.model.optimizer else None)
+        fields += [("learning_rate", rate, 5)] if rate is not None else []
+        return [(name, _as_float(value), rank) for name, value, rank in fields]
+
+    # ------------------------------------------------------------------ the statistics
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
         self._epoch_rows = []
+        self.batches_done = 0
+        if self.show:
+            if self.epochs_total > 1:
+                print(f"Epoch {epoch + 1}/{self.epochs_total}", flush=True)
+            self.line = ProgressLine(self.batches, every_step=self.show == 1)
 
     def on_train_batch_end(self, batch, logs=None):
         logs = logs if logs is not None else {}
@@ -245,16 +314,22 @@ class GradientMonitor(keras.callbacks.Callback):
             self.model.stop_training = True
         elif norm is not None:
             self.last_finite_norm = norm
+        self.batches_done = batch + 1
+        if self.line is not None and self.line.due():
+            self.line.update(batch + 1, self.progress_fields(logs, final=False))
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs.pop(VECTOR_KEY, None)
         if logs is not None and self.names is not None and self._epoch_rows:
-            # Epoch means instead of the last step's values, for History and history.csv.
-            rows = np.asarray([r[3:] for r in self._epoch_rows], dtype=float)
-            for key, value in zip(self.columns[3:], rows.mean(axis=0), strict=True):
-                logs[key] = float(value)
+            # Epoch means of the global norms instead of the last step's values, for History and history.csv;
+            # the per-layer and per-gate ones are in grad_norms.csv and TensorBoard.
+            rows = np.asarray([r[3:5] for r in self._epoch_rows], dtype=float)
+            logs["grad_norm"], logs["grad_norm_clipped"] = (float(v) for v in rows.mean(axis=0))
             logs["grad_norm_max"] = float(rows[:, 0].max())
+        if self.line is not None:
+            self.line.finish(self.batches_done, self.progress_fields(logs or {}, final=True))
+            self.line = None
         self.flush()
         if self.tensorboard is not None and logs:
             for split, keep in (
@@ -287,6 +362,11 @@ class GradientMonitor(keras.callbacks.Callback):
         table = np.asarray(self._rows, dtype=np.float64)
         self.tensorboard.write_table("train", tuple(f"step/{k}" for k in self.columns[2:]), table[:, 1], table[:, 2:])
         self._rows = []
+
+
+def _as_float(value) -> float:
+    """A log value as a float: a Python or NumPy number, a one-element array (multi-worker logs) or a variable."""
+    return float(np.asarray(keras.ops.convert_to_numpy(value), dtype=float).reshape(-1)[0])
 
 
 def _number(value) -> bool:
