@@ -19,6 +19,7 @@ QUIET_HERE = {"models", "generate", "export"}
 COMMANDS = {
     "models": ("tasks.models_table", "the zoo as a table with parameter counts"),
     "generate": ("tasks.generate", "sample text from a textgen export"),
+    "export": ("tasks.export_run", "write a finished run's export again, without retraining"),
     "tune": ("tuning.cli", "KerasTuner search over depth, width, clipnorm, ..."),
     "study": ("studies.cli", "run a seed-question study and write its report"),
 }

@@ -11,10 +11,11 @@ import sys
 from pathlib import Path
 
 from tasks.options import STRATEGIES, TaskOptions
+from zoo import files
 from zoo.errors import ConfigError
 
 # Settings that do not change what is trained: left out of a run's command key.
-_NOT_IN_KEY = {"runs", "run_name", "resume", "saved_models", "export"}
+_NOT_IN_KEY = {"runs", "run_name", "resume", "saved_models", "export", "checkpoint_every"}
 
 
 def command_key(options: TaskOptions) -> str:
@@ -32,13 +33,16 @@ def resolve_run_dir(options: TaskOptions, task: str, model: str) -> Path:
     With ``resume="auto"`` (default) and no ``run_name``, the newest unfinished run
     (checkpoint present, not finished) of the same settings (see :func:`command_key`)
     is reused, so re-running a killed command continues it. ``command.json`` in the
-    folder records the key.
+    folder records the key. The folder is locked for this process (see :func:`finish_run`).
+    Under ``strategy="multiworker"``, worker ``i > 0`` keeps its folders under ``worker<i>/``.
     """
     import json
 
     from zoo import checkpoint
 
     base = Path(options.runs) / task / model
+    if options.strategy == "multiworker" and _worker_index():  # each worker writes its own folder
+        base = base / f"worker{_worker_index()}"
     key = command_key(options)
     folder = None
     if options.run_name:
@@ -48,17 +52,46 @@ def resolve_run_dir(options: TaskOptions, task: str, model: str) -> Path:
             cmd = cand / "command.json"
             if not (cmd.exists() and (cand / checkpoint.STATE).exists()):
                 continue
-            finished = checkpoint.status(cand).get("status") == "finished"
-            if checkpoint.read_json(cmd, "run's settings record").get("key") == key and not finished:
+            finished = files.status(cand).get("status") == "finished"
+            if files.read_json(cmd, "run's settings record").get("key") == key and not finished:
                 folder = cand
                 break
     if folder is None:
         folder = run_dir(options.runs, task, model)
         while folder.exists():  # two runs started in the same second
             folder = folder.with_name(folder.name + "_")
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "command.json").write_text(json.dumps({"key": key, "argv": sys.argv[1:]}, indent=2))
+    files.lock_folder(folder, BUSY)  # held until finish_run (or the process ends)
+    files.write_text(folder / "command.json", json.dumps({"key": key, "argv": sys.argv[1:]}, indent=2))
     return folder
+
+
+def _worker_index() -> int:
+    import json
+
+    try:
+        return int(json.loads(os.environ["TF_CONFIG"])["task"]["index"])
+    except (KeyError, ValueError, TypeError):
+        return 0
+
+
+# What to do when another command works in the run folder.
+BUSY = "Wait for it to finish, or give this run another folder (run_name= in Options, --run-name)"
+
+
+def check_folders(options: TaskOptions) -> None:
+    """Before any work: the runs folder and, when exporting, the export root exist and take a file,
+    so a read-only, missing or unwritable location fails in the first seconds, not after training."""
+    files.probe_writable(options.runs, "runs", "run folders")
+    if options.export:
+        from tasks.versions import saved_models_root
+
+        files.probe_writable(saved_models_root(options.saved_models), "saved_models", "exports")
+
+
+def finish_run(folder: Path) -> None:
+    """Mark the run finished (training, evaluation and export done) and release its folder."""
+    files.set_status(folder, status="finished")
+    files.unlock_folder(folder)
 
 
 def set_seed(seed: int) -> None:

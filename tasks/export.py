@@ -1,12 +1,9 @@
-"""Versioned, atomic exports: ``saved_models/<task>/<model>/<version>/``.
+"""Writing and loading exports: ``saved_models/<task>/<model>/<version>/``.
 
-Each version folder is a TensorFlow SavedModel (the TF Serving layout: integer
-versions under the model's folder) with two files beside it: ``model.keras``
-(for fine-tuning with seqzoo) and ``card.json`` (what was trained, on what,
-how well, with which versions). The SavedModel serves without seqzoo's code.
-
-A version is written to a temporary folder and renamed into place, so a
-reader never sees half an export, and an existing version is never replaced.
+Each version folder is a TensorFlow SavedModel with two files beside it: ``model.keras``
+(for fine-tuning with seqzoo) and ``card.json`` (what was trained, on what, how well,
+with which versions). The SavedModel serves without seqzoo's code. The folder layout,
+cards and publishing a version live in :mod:`tasks.versions` (no TensorFlow there).
 """
 
 from __future__ import annotations
@@ -18,6 +15,7 @@ import os
 import platform
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,28 +24,27 @@ import keras
 import tensorflow as tf
 
 import zoo
+from tasks.versions import (  # noqa: F401 -- part of this module's API: callers read cards through it
+    CARD,
+    ENV_VAR,
+    KERAS_FILE,
+    REEXPORT,
+    STAGED,
+    claim_version,
+    export_file,
+    jsonable,
+    load_card,
+    publish,
+    publish_failed,
+    resolve_export,
+    saved_models_root,
+    versions,
+)
 from zoo import ModelConfig
+from zoo.errors import FileProblem
+from zoo.files import reason
 
-ENV_VAR = "SEQZOO_SAVED_MODELS"
-CARD = "card.json"
-KERAS_FILE = "model.keras"
 Endpoint = tuple[Callable, Sequence[tf.TensorSpec]]
-
-
-def saved_models_root(value: str | os.PathLike | None = None) -> Path:
-    """``--saved-models`` if given, else ``$SEQZOO_SAVED_MODELS``, else ``./saved_models``."""
-    return Path(value or os.environ.get(ENV_VAR) or "saved_models")
-
-
-def _numbered(folder: Path) -> list[int]:
-    if not folder.is_dir():
-        return []
-    return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
-
-
-def versions(root: str | os.PathLike, task: str, model: str) -> list[int]:
-    """Existing integer versions of ``task/model`` under ``root``, ascending."""
-    return _numbered(Path(root) / task / model)
 
 
 def _default_endpoints(model: keras.Model) -> dict[str, Endpoint]:
@@ -67,6 +64,7 @@ def export(
     track: Sequence[Any] = (),
     card: Mapping[str, Any] | None = None,
     files: Mapping[str, str | bytes] | None = None,
+    run_dir: str | os.PathLike | None = None,
 ) -> Path:
     """Write the next version of ``task/config.model`` and return its folder.
 
@@ -82,83 +80,85 @@ def export(
         card: task-specific card fields: ``data`` (provenance), ``metrics``,
             ``hyperparameters``, anything the task needs to serve.
         files: extra files written beside the card (e.g. ``vocab.txt``).
+        run_dir: the run folder. The export is first written complete into
+            ``run_dir/export/`` and kept there, then copied under ``root``; when
+            that copy fails (a full or read-only disk), :func:`publish` (``seqzoo
+            export RUN_DIR``) redoes it later without retraining.
     """
     parent = saved_models_root(root) / task / config.model
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=parent))
+    content = dict(
+        model=model, task=task, config=config, endpoints=endpoints, track=track, card=card or {}, files=files or {}
+    )
+    if run_dir is not None:
+        stage(Path(run_dir), **content)
+        return publish(run_dir, root)
     try:
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        for resource in track:
-            archive.track(resource)
-        endpoints = dict(endpoints or _default_endpoints(model))
-        for name, (fn, signature) in endpoints.items():
-            archive.add_endpoint(name, fn, input_signature=list(signature))
-        export_dir = tmp / "v"
-        archive.write_out(str(export_dir), verbose=False)
-        model.save(export_dir / KERAS_FILE)
-        for name, content in (files or {}).items():
-            mode = "wb" if isinstance(content, bytes) else "w"
-            with open(export_dir / name, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as fh:
-                fh.write(content)
-        version = (_numbered(parent) or [0])[-1] + 1
-        full_card = {
-            "task": task,
-            "model": config.model,
-            "config": config.to_dict(),
-            "params": int(model.count_params()),
-            "signatures": list(endpoints),
-            **dict(card or {}),
-            "versions": {
-                "seqzoo": zoo.__version__,
-                "tensorflow": tf.__version__,
-                "keras": keras.__version__,
-                "python": platform.python_version(),
-            },
-            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        }
-        while True:
-            full_card["version"] = version
-            (export_dir / CARD).write_text(json.dumps(full_card, indent=2, default=_jsonable) + "\n")
-            target = parent / str(version)
-            try:
-                # rename() refuses an existing non-empty folder: nothing is overwritten.
-                os.rename(export_dir, target)
-                return target
-            except OSError:
-                if not target.exists():
-                    raise
-                version += 1  # another writer took this version first
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=parent))
+    except OSError as exc:
+        raise publish_failed(parent, exc, None) from None
+    try:
+        _write(tmp / "v", **content)
+        return claim_version(tmp / "v", parent, None)
+    except OSError as exc:
+        raise publish_failed(parent, exc, None) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"card value of type {type(value).__name__} is not JSON serializable")
+def stage(run_dir: Path, **content) -> Path:
+    """Write the export into ``run_dir/export/`` (replacing an earlier one there), complete or not at all."""
+    target = Path(run_dir) / STAGED
+    tmp = target.with_name(f".{STAGED}.tmp-{os.getpid()}")
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        _write(tmp, **content)
+        if target.exists():
+            shutil.rmtree(target)
+        os.rename(tmp, target)
+    except OSError as exc:
+        raise FileProblem(
+            target,
+            f"the export could not be written into the run folder ({reason(exc)})",
+            "The trained model is in the run's checkpoint: free space and run the same command again; "
+            "it resumes after training and exports",
+        ) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
-def resolve_export(path: str | os.PathLike) -> Path:
-    """An export folder from a version folder or a model folder (its latest version)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"No export at {path}: the path does not exist")
-    if (path / CARD).is_file():
-        return path
-    for v in reversed(_numbered(path)):
-        if (path / str(v) / CARD).is_file():
-            return path / str(v)
-    raise ValueError(
-        f"{path} is not a seqzoo export: expected a folder with {CARD} "
-        f"(saved_models/<task>/<model>/<version>/) or a model folder holding versions"
-    )
-
-
-def load_card(path: str | os.PathLike) -> dict[str, Any]:
-    return json.loads((resolve_export(path) / CARD).read_text())
+def _write(folder: Path, *, model, task, config, endpoints, track, card, files) -> None:
+    """The export's content in ``folder``: SavedModel, ``model.keras``, extra files, the card (no version yet)."""
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for resource in track:
+        archive.track(resource)
+    endpoints = dict(endpoints or _default_endpoints(model))
+    for name, (fn, signature) in endpoints.items():
+        archive.add_endpoint(name, fn, input_signature=list(signature))
+    archive.write_out(str(folder), verbose=False)
+    model.save(folder / KERAS_FILE)
+    for name, content in files.items():
+        mode = "wb" if isinstance(content, bytes) else "w"
+        with open(folder / name, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as fh:
+            fh.write(content)
+    full_card = {
+        "task": task,
+        "model": config.model,
+        "config": config.to_dict(),
+        "params": int(model.count_params()),
+        "signatures": list(endpoints),
+        **dict(card),
+        "versions": {
+            "seqzoo": zoo.__version__,
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "python": platform.python_version(),
+        },
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+    (folder / CARD).write_text(json.dumps(full_card, indent=2, default=jsonable) + "\n")
 
 
 # The modules that register the classes a ``model.keras`` may name: zoo layers, optimizers and
@@ -175,7 +175,18 @@ REGISTERING_MODULES = (
 
 
 def load_keras(path: str | os.PathLike) -> keras.Model:
-    """The export's ``model.keras``, with every class seqzoo saves registered first."""
+    """The export's ``model.keras``, with every class seqzoo saves registered first.
+
+    Keras's safe mode stays on: a file that would run code when loaded (a ``Lambda`` layer) is
+    refused, like one that names a class or function seqzoo does not know, a truncated archive or
+    a damaged config -- each as a :class:`FileProblem` naming the file."""
     for module in REGISTERING_MODULES:
         importlib.import_module(module)
-    return keras.saving.load_model(resolve_export(path) / KERAS_FILE)
+    file = resolve_export(path) / KERAS_FILE
+    if not file.is_file():
+        raise FileProblem(file, "the export is incomplete: this file is missing", REEXPORT)
+    try:
+        return keras.saving.load_model(file, safe_mode=True)
+    except (ValueError, TypeError, KeyError, AttributeError, OSError, zipfile.BadZipFile) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FileProblem(file, f"cannot be loaded: {first}", REEXPORT) from None

@@ -34,24 +34,34 @@ def build_parser(prog: str = "seqzoo generate") -> argparse.ArgumentParser:
 
 def load_sampler(path: str | Path):
     """(Sampler, card) for a textgen export folder."""
-    from tasks.export import load_card, load_keras, resolve_export
+    from tasks.export import load_keras
     from tasks.text_generation import TASK, Sampler
+    from tasks.versions import CARD, REEXPORT, export_file, load_card, resolve_export
     from zoo import ModelConfig
+    from zoo.errors import FileProblem
 
     folder = resolve_export(path)
     card = load_card(folder)
-    if card.get("task") != TASK or "textgen" not in card:
-        raise ValueError(
-            f"{folder} is a seqzoo export of task {card.get('task')!r}, not a text generation model; "
-            "pass a folder under saved_models/textgen/"
+    if card["task"] != TASK:
+        raise FileProblem(
+            folder,
+            f"this is a seqzoo export of task {card['task']!r}, not a text generation model",
+            "Pass a folder under saved_models/textgen/",
         )
-    info = card["textgen"]
-    vocab_file = folder / info["vocab_file"]
-    if not vocab_file.is_file():
-        raise ValueError(f"{folder} has no {info['vocab_file']}: the export is incomplete; export it again")
-    vocab = json.loads(vocab_file.read_text(encoding="utf-8"))
-    config = ModelConfig.from_dict(card["config"])
-    return Sampler.from_model(load_keras(folder), config, vocab, info["seq_len"]), card
+    try:
+        info = card["textgen"]
+        vocab_file = export_file(folder, info["vocab_file"])
+        config = ModelConfig.from_dict(card["config"])
+        seq_len = int(info["seq_len"])
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, FileProblem):
+            raise
+        raise FileProblem(folder / CARD, f"the card lacks or garbles a textgen field ({exc})", REEXPORT) from None
+    try:
+        vocab = json.loads(vocab_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FileProblem(vocab_file, f"the vocabulary is not valid JSON ({exc})", REEXPORT) from None
+    return Sampler.from_model(load_keras(folder), config, vocab, seq_len), card
 
 
 def run(args: argparse.Namespace) -> int:

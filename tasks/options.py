@@ -163,6 +163,12 @@ class TaskOptions:
         group="output",
         choices=RESUME_MODES,
     )
+    checkpoint_every: int = option(
+        0,
+        "also checkpoint every N training steps (0: at the end of each epoch, and where SIGTERM or Ctrl-C "
+        "stops the run); bounds what a kill -9 can lose",
+        group="output",
+    )
     export: bool = option(
         True, "write a versioned export (SavedModel, model.keras, card.json)", group="output", flag="--no-export"
     )
@@ -181,6 +187,7 @@ class TaskOptions:
         one_of("merge_mode", self.merge_mode, MERGE_MODES)
         one_of("dtype", self.dtype, DTYPES)
         positive_int("epochs", self.epochs)
+        non_negative_int("checkpoint_every", self.checkpoint_every)
         positive_int("batch_size", self.batch_size)
         positive_float("learning_rate", self.learning_rate)
         for name in ("clipnorm", "global_clipnorm", "clipvalue"):
@@ -249,7 +256,12 @@ class TaskOptions:
 
     def fit_kwargs(self) -> dict[str, Any]:
         """The ``zoo.training.fit`` keywords these options set."""
-        return {"bptt": self.bptt, "monitor": self.monitor, "resume": self.resume != "never"}
+        return {
+            "bptt": self.bptt,
+            "monitor": self.monitor,
+            "resume": self.resume != "never",
+            "checkpoint_every": self.checkpoint_every,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -364,21 +376,57 @@ def main_for(
     parser = build_parser(options_cls, prog, description)
     args = parser.parse_args(argv)
     quiet_tensorflow()  # after parsing: --help never imports TensorFlow
-    return guarded(prog, lambda: report(run(options_from_args(options_cls, args))), options_cls)
+    work = lambda: report(run(options_from_args(options_cls, args)))  # noqa: E731
+    return guarded(prog, work, options_cls, argv=sys.argv[1:] if argv is None else argv)
 
 
-def guarded(prog: str, work: Callable[[], Any], options_cls: type[TaskOptions] | None = None) -> int:
-    """Run ``work``; expected failures become one line and a non-zero exit, never a traceback."""
+def guarded(
+    prog: str,
+    work: Callable[[], Any],
+    options_cls: type[TaskOptions] | None = None,
+    argv: Sequence[str] | None = None,
+) -> int:
+    """Run ``work``; expected failures become one line and a non-zero exit, never a traceback.
+    A run stopped by SIGTERM or Ctrl-C exits 143 / 130 with the command that resumes it
+    (``argv``: the command's own arguments, after ``prog``)."""
+    from zoo.preemption import Terminated, TrainingInterrupted, sigterm_as_interrupt
+
+    again = "run the same command again to continue from the last checkpoint"
     try:
-        work()
+        with sigterm_as_interrupt():
+            work()
         return 0
+    except TrainingInterrupted as exc:
+        resume = f"; resume with: {resume_command(prog, argv, exc.run_dir)}" if exc.run_dir and argv is not None else ""
+        print(f"\n{prog}: {exc}{resume}", file=sys.stderr)
+        return exc.exit_status
     except SeqzooError as exc:
         message = describe_error(exc, options_cls)
         print(f"{prog}: error: {message}", file=sys.stderr)
         return 2
-    except (ValueError, OSError) as exc:  # Keras's own argument errors, missing or unreadable files
+    except ValueError as exc:  # Keras's own argument errors
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # missing or unreadable files, a full or read-only disk: the file and the reason
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"{prog}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except Terminated:
+        print(f"\n{prog}: stopped by SIGTERM; {again}", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
-        print(f"\n{prog}: interrupted", file=sys.stderr)
+        print(f"\n{prog}: interrupted; {again}", file=sys.stderr)
         return 130
+
+
+def resume_command(prog: str, argv: Sequence[str], run_dir) -> str:
+    """The command line that continues the run in ``run_dir``: the same one, naming the folder."""
+    import shlex
+
+    argv = [a for a in argv if a != "--resume=never"]
+    if "--resume" in argv and argv.index("--resume") + 1 < len(argv):  # 'never' would start the run again
+        i = argv.index("--resume")
+        del argv[i : i + 2]
+    if not any(a == "--run-name" or a.startswith("--run-name=") for a in argv):
+        argv += ["--run-name", Path(run_dir).name]
+    return shlex.join([*prog.split(), *argv])

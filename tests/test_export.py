@@ -14,6 +14,7 @@ import zoo
 from tasks import export as ex
 from zoo import ModelConfig
 from zoo.config import MODEL_NAMES
+from zoo.errors import FileProblem
 
 T, F = 5, 3
 
@@ -128,7 +129,7 @@ def test_root_comes_from_flag_then_environment(monkeypatch, tmp_path):
 
 
 def test_resolve_export_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(FileProblem, match="missing: no export here: the path does not exist"):
         ex.resolve_export(tmp_path / "missing")
-    with pytest.raises(ValueError, match="is not a seqzoo export"):
+    with pytest.raises(FileProblem, match="not a seqzoo export"):
         ex.resolve_export(tmp_path)

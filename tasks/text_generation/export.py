@@ -13,7 +13,7 @@ from tasks.text_generation.sampling import make_step, pad_id, pick_next
 VOCAB_FILE = "vocab.json"
 
 
-def export_model(model, config, data: TaskData, *, root, card: dict[str, Any]):
+def export_model(model, config, data: TaskData, *, root, card: dict[str, Any], run_dir=None):
     """SavedModel with ``serve``, ``step`` and ``initial_state`` signatures, the vocab and the card."""
     import tensorflow as tf
 
@@ -69,4 +69,5 @@ def export_model(model, config, data: TaskData, *, root, card: dict[str, Any]):
         track=[] if window else [step.model],  # the step model's variables must be saved with the signatures
         card={**card, "textgen": textgen},
         files={VOCAB_FILE: json.dumps(data.vocab, ensure_ascii=False)},
+        run_dir=run_dir,
     )
