@@ -17,6 +17,10 @@ import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tasks.options import Result
 
 SHOW_LOGS = "SEQZOO_TF_LOGS"
 
@@ -81,25 +85,41 @@ class _native_stderr_filtered:  # noqa: N801 - used as a context manager
 # ----------------------------------------------------------------------------- the summary a command ends with
 
 
-def summary(title: str, headline: str, lines: Iterable[str] = (), paths: Iterable[tuple[str, object]] = ()) -> str:
-    """The end-of-command summary every task prints::
+def print_summary(result: Result, task: str, *, data: str, headline: str, lines: Iterable[str] = (), files=()) -> None:
+    """The few lines every ``seqzoo train`` command ends with: what was trained, the headline metric
+    against its baseline (``headline``), and where the run folder, its plots and the export are::
 
-        === textgen lstm: 64 units x 1 layer(s), 48,321 parameters, 1 epoch, 21 s ===
-        test loss 1.9012 nats/char (1.3716 bits/char); unigram baseline 3.3148
-        run folder  runs/textgen/lstm/20261205-114618
-        plots       runs/textgen/lstm/20261205-114618/grad_norms.png
-        export      saved_models/textgen/lstm/1
+        === textgen: lstm on corpus.txt, 256 units x 1 layer, 333,377 parameters, 1 epoch in 21 s ===
+        test 2.104 bits/char (1.459 nats); unigram baseline 4.803 bits/char
+        run folder: runs/textgen/lstm/20261205-114618
+        plots: grad_norms.png (in the run folder)
+        export: saved_models/textgen/lstm/1
 
-    ``paths`` with a None value are left out.
+    ``lines`` follow the headline; ``files`` are more (label, path) rows before the export.
     """
-    out = [f"\n=== {title} ===", headline, *lines]
-    shown = [(label, value) for label, value in paths if value not in (None, "", [])]
-    width = max((len(label) for label, _ in shown), default=0)
-    out += [f"{label:<{width}}  {value}" for label, value in shown]
-    return "\n".join(out)
+    config, epochs = result.details["config"], len(result.history.history.get("loss", []))
+    layers = _count(config.num_layers, "layer")
+    print(
+        f"\n=== {task}: {config.model} on {data}, "
+        f"{config.units} units x {layers}, {result.details['params']:,} parameters, "
+        f"{_count(epochs, 'epoch')} in {result.metrics['train_seconds']:.0f} s ==="
+    )
+    print(headline)
+    for line in lines:
+        print(line)
+    if result.options.strategy != "none":
+        print(f"strategy: {result.options.strategy}, {result.details['replicas']} replica(s) in sync")
+    plots = sorted(p.name for p in Path(result.run_dir).glob("*.png"))
+    rows = [
+        ("run folder", result.run_dir),
+        ("plots", ", ".join(plots) + " (in the run folder)" if plots else None),
+        *files,
+        ("export", result.export),
+    ]
+    for label, value in rows:
+        if value is not None:
+            print(f"{label}: {value}")
 
 
-def plots_in(run_dir: Path) -> str | None:
-    """The PNG files of a run folder, comma-separated (None when there are none)."""
-    names = sorted(p.name for p in Path(run_dir).glob("*.png"))
-    return f"{run_dir}/{{{','.join(names)}}}" if len(names) > 1 else (f"{run_dir}/{names[0]}" if names else None)
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")

@@ -437,7 +437,7 @@ def test_run_returns_a_result_with_baselines_and_walk_forward_folds(tmp_path, ca
         assert (result.run_dir / name).exists(), name
     mv.report(result)
     out = capsys.readouterr().out
-    assert "Walk-forward: 2 expanding-window folds" in out and f"report and plots: {result.run_dir}" in out
+    assert "walk-forward pooled balanced accuracy" in out and f"run folder: {result.run_dir}" in out
     assert "exported:" not in out
 
 
