@@ -49,10 +49,14 @@ class SeqModel(keras.Model):
 
     def set_training_plan(self, plan: TrainingPlan | None) -> None:
         """Train (and evaluate) by ``plan`` from now on; ``None`` restores Keras's own steps. The
-        train and test functions are rebuilt, so the next call traces the new steps."""
+        train function is rebuilt, so the next call traces the new step; the test function only
+        when its step changes (see :func:`_test_step_settings`), so that evaluating after ``fit``
+        reuses the test step that ``fit``'s validation traced and compiled."""
+        test_changes = _test_step_settings(plan) != _test_step_settings(self.training_plan)
         self.training_plan = plan
         self.make_train_function(force=True)
-        self.make_test_function(force=True)
+        if test_changes:
+            self.make_test_function(force=True)
 
     def train_step(self, data):
         plan = self.training_plan
@@ -80,6 +84,14 @@ class SeqModel(keras.Model):
             plan.carrier.begin_batch(batch_size(x), carry=plan.stream)
         logs = super().test_step(data)
         return _with_leading_axis(logs) if plan is not None and plan.leading_axis else logs
+
+
+def _test_step_settings(plan: TrainingPlan | None) -> tuple:
+    """What of a plan :meth:`SeqModel.test_step` reads: a carrier (and whether it streams) and the
+    leading axis. Two plans with the same settings trace the same test step."""
+    if plan is None:
+        return (None, False, False)
+    return (plan.carrier, plan.carrier is not None and plan.stream, plan.leading_axis)
 
 
 def _with_leading_axis(logs: dict) -> dict:
