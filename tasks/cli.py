@@ -13,7 +13,7 @@ from tasks.terminal import SHOW_LOGS, quiet_tensorflow
 
 # Commands whose main does not import TensorFlow quietly after parsing its flags, as the
 # train tasks, tune and study do (tasks.terminal).
-QUIET_HERE = {"models", "generate", "export"}
+QUIET_HERE = {"models", "generate"}
 
 # name -> (module with main(argv, prog), one-line help)
 COMMANDS = {

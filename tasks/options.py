@@ -389,11 +389,11 @@ def guarded(
     """Run ``work``; expected failures become one line and a non-zero exit, never a traceback.
     A run stopped by SIGTERM or Ctrl-C exits 143 / 130 with the command that resumes it
     (``argv``: the command's own arguments, after ``prog``)."""
-    from zoo.preemption import Terminated, TrainingInterrupted, sigterm_as_interrupt
+    from zoo.preemption import Terminated, TrainingInterrupted, signals_end_the_command
 
     again = "run the same command again to continue from the last checkpoint"
     try:
-        with sigterm_as_interrupt():
+        with signals_end_the_command():
             work()
         return 0
     except TrainingInterrupted as exc:

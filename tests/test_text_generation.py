@@ -274,7 +274,7 @@ def test_generate_bad_input(lstm_export, tmp_path, capsys):
         ([str(lstm_export), "--length", "0"], "--length must be a positive integer"),
         ([str(lstm_export), "--prime", ""], "--prime must hold at least one character"),
         ([str(tmp_path / "nope")], "does not exist"),
-        ([str(tmp_path)], "is not a seqzoo export"),
+        ([str(tmp_path)], "not a seqzoo export"),
     ]
     other = tmp_path / "classify" / "gru" / "1"
     other.mkdir(parents=True)

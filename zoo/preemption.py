@@ -80,18 +80,32 @@ class Terminated(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block SIGTERM raises :class:`Terminated` (the default would end the process
-    without a word); :class:`StopRequests` takes over while training runs."""
+def signals_end_the_command() -> Iterator[None]:
+    """Outside training: SIGTERM raises :class:`Terminated` (by default it would end the process
+    without a word) and Ctrl-C raises ``KeyboardInterrupt`` as usual, except that a second Ctrl-C
+    exits at once -- a first one can be swallowed when it lands in a ``__del__`` method.
+    :class:`StopRequests` takes over while training runs."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    pressed = []
 
-    def handle(signum, frame):
+    def on_sigterm(signum, frame):
         raise Terminated()
 
-    previous = signal.signal(signal.SIGTERM, handle)
+    def on_sigint(signum, frame):
+        if pressed:
+            print("\nInterrupted again: exiting now.", file=sys.stderr, flush=True)
+            os._exit(EXIT_STATUS[signal.SIGINT])
+        pressed.append(signum)
+        raise KeyboardInterrupt()
+
+    previous = {
+        signal.SIGTERM: signal.signal(signal.SIGTERM, on_sigterm),
+        signal.SIGINT: signal.signal(signal.SIGINT, on_sigint),
+    }
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

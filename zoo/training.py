@@ -247,6 +247,10 @@ def fit(
                 if checkpoint and done:
                     kept = f" The last good checkpoint (after epoch {done}) is kept in {run_dir / C.STATE}."
             raise M.TrainingDiverged(guard.diverged + kept)
+        if stop.requested:  # the signal came during the last validation: training is done, what follows is not
+            if run_dir is not None:
+                files.set_status(run_dir, status="trained")
+            raise TrainingInterrupted(stop.signum, run_dir if checkpoint else None, epochs - 1, guard.step)
         if run_dir is not None:
             files.set_status(run_dir, status="finished" if finish else "trained")
     return history
