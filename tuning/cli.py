@@ -21,7 +21,7 @@ from tasks import get as get_task
 from tasks.options import Formatter, describe_error, flag_of, options_from_args
 from tasks.options import build_parser as build_options_parser
 from tasks.terminal import quiet_tensorflow
-from tuning.distributed import LOOPBACK
+from tuning.distributed import EXIT_LOST_CHIEF, EXIT_STATUSES, EXIT_STOPPED, LOOPBACK
 from tuning.space import DEFAULT_CLIPNORMS, DEFAULT_MODELS, DEFAULT_RANGES, SEARCHED
 from zoo.errors import SeqzooError
 
@@ -39,7 +39,19 @@ examples:
 
 The chief's gRPC has no TLS or authentication: it binds to 127.0.0.1 unless you pass another HOST.
 A killed search resumes when started again with the same --project (finished trials are kept).
+
+when a process dies:
+  --workers N restarts a dead worker with its tuner id (one line: which worker, its exit status or
+  signal, its log) and the chief hands it back its unfinished trial; after more than
+  --max-worker-deaths deaths the search is stopped. Workers send the chief a heartbeat every
+  --heartbeat s; the chief marks the trial of a worker silent for --worker-timeout s FAILED and
+  ends the search without it. A worker whose chief does not answer for --connect-timeout s exits
+  (one line), and so does the launcher when its chief dies. Every search ends with a summary:
+  trials completed, failed (and why), re-run after their process died, the best trial.
+
+exit status:
 """
+EPILOG += "".join(f"  {code}  {text}\n" for code, text in EXIT_STATUSES.items())
 
 
 def build_parser(prog: str = "seqzoo tune") -> argparse.ArgumentParser:
@@ -117,7 +129,33 @@ def build_parser(prog: str = "seqzoo tune") -> argparse.ArgumentParser:
         help="chief: hand out no trial before this many workers asked (or 120 s passed)",
     )
     d.add_argument("--timeout", type=float, default=3600, help="chief/launcher: give up after this many seconds")
-    d.add_argument("--connect-timeout", type=float, default=30, help="worker: seconds to wait for the chief")
+    d.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=30,
+        help="worker: seconds to wait for the chief, at the start and whenever it stops answering",
+    )
+    d.add_argument(
+        "--heartbeat",
+        type=float,
+        default=5,
+        metavar="S",
+        help="worker: tell the chief every S seconds it is alive (chief: checks --worker-timeout against it)",
+    )
+    d.add_argument(
+        "--worker-timeout",
+        type=float,
+        default=60,
+        metavar="S",
+        help="chief: a worker silent for S seconds (no heartbeat, no request) is given up on: its trial is FAILED",
+    )
+    d.add_argument(
+        "--max-worker-deaths",
+        type=int,
+        default=3,
+        metavar="N",
+        help="--workers: restart dead workers, up to N deaths in all; one more stops the search (exit status 3)",
+    )
     d.add_argument("--rpc-timeout", type=float, default=300, help="worker: seconds per call to the chief")
     return p
 
@@ -161,6 +199,10 @@ def _child_argv(args: argparse.Namespace, rest: list[str]) -> list[str]:
         str(args.connect_timeout),
         "--rpc-timeout",
         str(args.rpc_timeout),
+        "--heartbeat",
+        str(args.heartbeat),
+        "--worker-timeout",
+        str(args.worker_timeout),
     ]
     out += [f"--pin={v}" for v in args.pin] + [f"--range={v}" for v in args.range]
     if args.objective:
@@ -170,8 +212,36 @@ def _child_argv(args: argparse.Namespace, rest: list[str]) -> list[str]:
     return out + rest
 
 
+def check_timeouts(args: argparse.Namespace) -> None:
+    """The distributed timings must be positive, and a worker's heartbeat well within the chief's
+    --worker-timeout, or a live worker could be given up on."""
+    for flag, value in (
+        ("--timeout", args.timeout),
+        ("--connect-timeout", args.connect_timeout),
+        ("--rpc-timeout", args.rpc_timeout),
+        ("--heartbeat", args.heartbeat),
+        ("--worker-timeout", args.worker_timeout),
+    ):
+        if not value > 0:
+            raise ValueError(f"{flag} must be a positive number of seconds, got {value:g}")
+    if args.worker_timeout < 3 * args.heartbeat:
+        raise ValueError(
+            f"--worker-timeout {args.worker_timeout:g} must be at least 3 x --heartbeat ({3 * args.heartbeat:g} s), "
+            "or a live worker could be given up on between two heartbeats"
+        )
+    if args.max_worker_deaths < 0:
+        raise ValueError(f"--max-worker-deaths must be >= 0, got {args.max_worker_deaths}")
+
+
 def run(args: argparse.Namespace, task, rest: list[str], prog: str) -> int:
-    from tuning.distributed import check_port_free, launch, parse_address, set_environment, wait_for_chief
+    from tuning.distributed import (
+        Heartbeat,
+        check_port_free,
+        launch,
+        parse_address,
+        set_environment,
+        wait_for_chief,
+    )
     from tuning.hypermodel import check_options
     from tuning.space import SearchSpace, parse_pins, parse_ranges, split_list
 
@@ -189,16 +259,26 @@ def run(args: argparse.Namespace, task, rest: list[str], prog: str) -> int:
     args.project = project
     if args.overwrite and (args.chief or args.worker):
         raise ValueError("--overwrite with --chief/--worker would delete a shared project; discard it beforehand")
+    check_timeouts(args)
     if args.overwrite and project.exists():
         shutil.rmtree(project)
     if args.workers is not None:
         if args.host != LOOPBACK:
             print(f"warning: the chief's gRPC on {args.host} has no TLS or authentication", file=sys.stderr)
-        return launch(_child_argv(args, rest), args.workers, args.host, project, args.timeout)
+        return launch(
+            _child_argv(args, rest),
+            args.workers,
+            args.host,
+            project,
+            args.timeout,
+            max_deaths=args.max_worker_deaths,
+            connect_timeout_s=args.connect_timeout,
+        )
 
     from tuning.search import finish, parse_objective, prepare
 
     objective = parse_objective(args.objective, task)
+    heartbeat = None
     stray = sorted(k for k in os.environ if k.startswith("KERASTUNER_"))
     if stray and not (args.chief or args.worker):
         raise ValueError(
@@ -216,44 +296,61 @@ def run(args: argparse.Namespace, task, rest: list[str], prog: str) -> int:
             raise ValueError(f"--tuner-id {tuner_id!r} must not contain 'chief' (KerasTuner reads that as the chief)")
         set_environment(tuner_id, host, port)
         wait_for_chief(host, port, args.connect_timeout, args.rpc_timeout)
+        heartbeat = Heartbeat(host, port, tuner_id, interval=args.heartbeat, lost_after=args.connect_timeout)
+        heartbeat.start()  # before the data is loaded: the chief hears from this worker from now on
 
-    # The same preparation and results as tuning.tune; only who runs the trials differs here.
-    tuner = prepare(
-        task,
-        options,
-        space=space,
-        tuner=args.tuner,
-        max_trials=args.max_trials,
-        project=project,
-        objective=objective,
-        initial_points=args.initial_points,
-        verbose=args.verbose,
-        check_objective=not args.worker,
-    )
-    print(
-        f"search: {args.tuner} over {', '.join(space.searched())}; objective {objective.name} ({objective.direction});"
-        f" project {project}"
-    )
-    if args.tuner == "bayesian":
-        points = tuner.oracle.num_initial_points
-        print(
-            f"bayesian: the first {points} completed trials are random, then the Gaussian process proposes"
-            + ("" if points < args.max_trials else f" (never, with --max-trials {args.max_trials})")
+    try:
+        # The same preparation and results as tuning.tune; only who runs the trials differs here.
+        tuner = prepare(
+            task,
+            options,
+            space=space,
+            tuner=args.tuner,
+            max_trials=args.max_trials,
+            project=project,
+            objective=objective,
+            initial_points=args.initial_points,
+            verbose=args.verbose,
+            check_objective=not args.worker,
         )
-    if args.chief:
-        from tuning.distributed import serve_chief
+        print(
+            f"search: {args.tuner} over {', '.join(space.searched())}; objective {objective.name} ({objective.direction});"
+            f" project {project}"
+        )
+        if args.tuner == "bayesian":
+            points = tuner.oracle.num_initial_points
+            print(
+                f"bayesian: the first {points} completed trials are random, then the Gaussian process proposes"
+                + ("" if points < args.max_trials else f" (never, with --max-trials {args.max_trials})")
+            )
+        stopped = None
+        if args.chief:
+            from tuning.distributed import serve_chief
 
-        serve_chief(tuner, host, port, expect_workers=args.expect_workers, timeout_s=args.timeout)
-    else:
-        tuner.search(verbose=args.verbose)
-        if args.worker:
-            print(f"{tuner.tuner_id}: no trials left; done")
-            return 0
-    result = finish(tuner, args.tuner)
-    print("results: " + ", ".join(str(p) for p in result.paths.values()))
-    if result.export is not None:
-        print(f"export: {result.export}")
-    return 0
+            stopped = serve_chief(
+                tuner,
+                host,
+                port,
+                expect_workers=args.expect_workers,
+                timeout_s=args.timeout,
+                worker_timeout_s=args.worker_timeout,
+            )
+        else:
+            tuner.search(verbose=args.verbose)
+            if args.worker:
+                print(f"{tuner.tuner_id}: no trials left; done")
+                return 0
+        result = finish(tuner, args.tuner)
+        print("results: " + ", ".join(str(p) for p in result.paths.values()))
+        if result.export is not None:
+            print(f"export: {result.export}")
+        if stopped is not None:
+            print(f"search stopped: {stopped}; exit status {EXIT_STOPPED}", file=sys.stderr)
+            return EXIT_STOPPED
+        return 0
+    finally:
+        if heartbeat is not None:  # an in-process worker (tests, notebooks) must not outlive its search
+            heartbeat.stop()
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "seqzoo tune") -> int:
@@ -308,8 +405,12 @@ def main(argv: Sequence[str] | None = None, prog: str = "seqzoo tune") -> int:
         import grpc
 
         if isinstance(exc, grpc.RpcError):
-            print(f"{prog}: error: lost the tuning chief ({exc.code().name}: {exc.details()})", file=sys.stderr)
-            return 1
+            print(
+                f"{prog}: error: lost the tuning chief ({exc.code().name}: {exc.details()}); exit status "
+                f"{EXIT_LOST_CHIEF}",
+                file=sys.stderr,
+            )
+            return EXIT_LOST_CHIEF
         raise
     finally:
         for key in [k for k in os.environ if k.startswith("KERASTUNER_")]:

@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -28,7 +28,8 @@ from tuning.space import SEARCHED, SearchSpace
 EVENTS = "events.jsonl"
 SIDECAR = "seqzoo.json"
 SEARCH_FILE = "search.json"
-COLUMNS = ["trial", "status", *SEARCHED, "epochs", "score", "seconds", "tuner"]
+COLUMNS = ["trial", "status", *SEARCHED, "epochs", "score", "seconds", "tuner", "runs", "reason"]
+REASON_WIDTH = 60  # characters of a failure reason in the printed table (the files keep it whole)
 
 
 def _append_event(project: str | os.PathLike, **event: Any) -> None:
@@ -176,8 +177,24 @@ def check_project(project: Path, record: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------------ results
 
 
+def trial_runs(project: str | os.PathLike) -> dict[str, int]:
+    """How many times each trial was started (more than once: its process died and it was run again)."""
+    runs: dict[str, int] = {}
+    for event in read_events(project):
+        if event.get("event") == "start":
+            runs[event["trial"]] = runs.get(event["trial"], 0) + 1
+    return runs
+
+
+def failure_reason(message: str | None) -> str:
+    """A failed trial's reason in one line: the last line of KerasTuner's message (a traceback's is the error)."""
+    lines = [line.strip() for line in (message or "").splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
+
+
 def results(tuner: kt.Tuner) -> list[dict[str, Any]]:
-    """One row per trial, in trial order: hyperparameters, score, seconds, tuner."""
+    """One row per trial, in trial order: hyperparameters, score, seconds, tuner, runs, failure reason."""
+    runs = trial_runs(tuner.project_dir)
     rows = []
     for trial_id in sorted(tuner.oracle.trials):
         trial = tuner.oracle.trials[trial_id]
@@ -193,9 +210,39 @@ def results(tuner: kt.Tuner) -> list[dict[str, Any]]:
                 "score": trial.score,
                 "seconds": sidecar.get("seconds"),
                 "tuner": sidecar.get("tuner"),
+                "runs": runs.get(trial_id, 0),
+                "reason": failure_reason(trial.message) if trial.status in ("FAILED", "INVALID") else "",
             }
         )
     return rows
+
+
+def summary(rows: list[dict[str, Any]], objective: kt.Objective) -> list[str]:
+    """The end of a search in a few lines: trials completed, failed (and why), re-run after their process died,
+    still running (only when a search was cut short), and the best trial."""
+    by_status: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_status.setdefault(row["status"], []).append(row)
+    completed = by_status.get("COMPLETED", [])
+    failed = by_status.get("FAILED", []) + by_status.get("INVALID", [])
+    rerun = [r for r in rows if (r["runs"] or 0) > 1]
+    others = {k: len(v) for k, v in sorted(by_status.items()) if k not in ("COMPLETED", "FAILED", "INVALID")}
+    head = f"summary: {len(rows)} trials: {len(completed)} completed, {len(failed)} failed"
+    head += f", {len(rerun)} re-run after their process died"
+    head += "".join(f", {n} {status.lower()}" for status, n in others.items())
+    lines = [head]
+    for r in rerun:
+        lines.append(f"  re-run: trial {r['trial']} started {r['runs']} times, {r['status'].lower()}")
+    for r in failed:
+        lines.append(f"  failed: trial {r['trial']}: {r['reason'] or 'no reason recorded'}")
+    scored = [r for r in completed if r["score"] is not None]
+    if scored:
+        pick = max if objective.direction == "max" else min
+        best = pick(scored, key=lambda r: r["score"])
+        lines.append(f"  best: trial {best['trial']}, {objective.name} {best['score']:.4g} ({best['model']})")
+    else:
+        lines.append("  best: none (no trial completed)")
+    return lines
 
 
 def _cell(value: Any) -> str:
@@ -209,6 +256,9 @@ def _cell(value: Any) -> str:
 def format_table(rows: list[dict[str, Any]], objective: str) -> str:
     header = [c if c != "score" else objective for c in COLUMNS]
     cells = [[_cell(r[c]) for c in COLUMNS] for r in rows]
+    for row in cells:  # the reason last, cut to a width
+        if len(row[-1]) > REASON_WIDTH:
+            row[-1] = row[-1][: REASON_WIDTH - 3] + "..."
     widths = [max(len(h), *(len(row[i]) for row in cells)) if cells else len(h) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
@@ -218,7 +268,7 @@ def format_table(rows: list[dict[str, Any]], objective: str) -> str:
 def markdown_table(rows: list[dict[str, Any]], objective: str) -> str:
     header = [c if c != "score" else objective for c in COLUMNS]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_cell(r[c]) for c in COLUMNS) + " |" for r in rows]
+    lines += ["| " + " | ".join(_cell(r[c]).replace("|", "\\|") for c in COLUMNS) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -267,15 +317,21 @@ def plot(rows: list[dict[str, Any]], objective: kt.Objective, title: str) -> byt
 def write_results(
     tuner: kt.Tuner, objective: kt.Objective, title: str, *, show: bool = True
 ) -> tuple[list[dict[str, Any]], dict[str, Path]]:
-    """Write ``results.csv``, ``results.md`` and ``results.png`` into the project (and print the table)."""
+    """Write ``results.csv``, ``results.md`` (the table and the :func:`summary`) and ``results.png`` into the
+    project (and print the table and the summary)."""
     rows = results(tuner)
     project = Path(tuner.project_dir)
     paths = {"csv": project / "results.csv", "markdown": project / "results.md", "plot": project / "results.png"}
+    lines = summary(rows, objective)
     paths["csv"].write_text(csv_table(rows))
-    paths["markdown"].write_text(f"# {title}\n\n{markdown_table(rows, objective.name)}")
+    listed = "\n".join(f"- {line.strip()}" for line in lines[1:])
+    paths["markdown"].write_text(
+        f"# {title}\n\n{markdown_table(rows, objective.name)}\n{lines[0][0].upper()}{lines[0][1:]}\n\n{listed}\n"
+    )
     paths["plot"].write_bytes(plot(rows, objective, title))
     if show:
         print(format_table(rows, objective.name))
+        print("\n".join(lines))
     return rows, paths
 
 
@@ -426,15 +482,18 @@ class SearchResult:
 
     Attributes:
         tuner: the KerasTuner tuner (``tuner.oracle.trials``, ``tuner.get_best_models()``, ...).
-        rows: the results table, one row per trial (hyperparameters, score, epochs, seconds, tuner).
+        rows: the results table, one row per trial (hyperparameters, score, epochs, seconds, tuner, runs:
+            how many times it was started, reason: why it failed).
         paths: ``results.csv``, ``results.md`` and ``results.png`` in the project.
-        export: the best model's export folder, or None with ``export=False``.
+        export: the best model's export folder, or None with ``export=False`` or when no trial completed.
+        summary: the lines printed at the end: completed, failed (and why), re-run, best trial.
     """
 
     tuner: kt.Tuner
     rows: list[dict[str, Any]]
     paths: dict[str, Path]
     export: Path | None
+    summary: list[str] = field(default_factory=list)
 
     @property
     def best(self):
@@ -447,7 +506,9 @@ def finish(tuner: kt.Tuner, kind: str, *, show: bool = True) -> SearchResult:
     hypermodel = tuner.hypermodel
     title = f"seqzoo tune {hypermodel.task.TASK}: {kind}, {len(tuner.oracle.trials)} trials"
     rows, paths = write_results(tuner, hypermodel.objective, title, show=show)
-    return SearchResult(tuner=tuner, rows=rows, paths=paths, export=export_best(tuner, hypermodel))
+    completed = any(r["status"] == "COMPLETED" and r["score"] is not None for r in rows)
+    export = export_best(tuner, hypermodel) if completed else None
+    return SearchResult(tuner=tuner, rows=rows, paths=paths, export=export, summary=summary(rows, hypermodel.objective))
 
 
 def tune(
