@@ -288,3 +288,31 @@ def test_help_states_the_timeouts_and_exit_statuses():
     ).stdout
     for text in ("--heartbeat S", "--worker-timeout S", "--max-worker-deaths N", "exit status:", "  4  the chief"):
         assert text in out, text
+
+
+@pytest.mark.slow
+def test_too_many_worker_deaths_stop_the_search_with_results(tmp_path):
+    """--max-worker-deaths 0: the first death stops the search; the chief marks the running trial FAILED,
+    writes the results with the summary, and the launcher exits with EXIT_STOPPED."""
+    from tuning.distributed import EXIT_STOPPED
+
+    project = tmp_path / "project"
+    argv = _tune(
+        "--max-trials", "4", "--project", str(project), "--no-export", *LONG,
+        "--workers", "1", "--timeout", "300", "--max-worker-deaths", "0",
+    )  # fmt: skip
+    launcher = subprocess.Popen(
+        argv, env=_env(), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        trial, pid, _ = _kill_mid_trial(project, [launcher])
+        out, err = launcher.communicate(timeout=120)
+    finally:
+        _stop(launcher)
+    assert launcher.returncode == EXIT_STOPPED, out[-2000:] + err[-2000:]
+    assert "1 worker deaths, more than --max-worker-deaths 0: stopping the search" in err
+    trials = _no_trial_left_running(project)
+    assert trials[trial]["status"] == "FAILED" and "search stopped by SIGTERM" in trials[trial]["message"]
+    assert f"failed: trial {trial}: search stopped by SIGTERM before this trial finished" in out
+    assert "search stopped: SIGTERM received; exit status 3" in err
+    assert (project / "results.csv").is_file()

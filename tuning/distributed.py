@@ -297,10 +297,10 @@ def serve_chief(
             running = f"; its trial {trial.trial_id} is marked FAILED" if trial is not None else ""
             print(f"chief: {why}{running}", flush=True)
 
-        def stop_all(self, why: str) -> None:
-            """Stop the search: every running trial FAILED with ``why``, no worker waited for."""
+        def stop_all(self, why: str, reason: str) -> None:
+            """Stop the search (for ``reason``): every running trial FAILED with ``why``, no worker waited for."""
             with self.lock:
-                self.stop_reason = self.stop_reason or why
+                self.stop_reason = self.stop_reason or reason
                 for tuner_id, trial in list(self.oracle.ongoing_trials.items()):
                     self.lost[trial.trial_id] = why
                     self.finish_failed(trial.trial_id, why)
@@ -334,7 +334,9 @@ def serve_chief(
     try:
         while not (servicer.stop_triggered and oracle_chief.exit_chief(oracle)):
             if signalled:
-                servicer.stop_all(f"search stopped by {signalled[0]} before this trial finished")
+                servicer.stop_all(
+                    f"search stopped by {signalled[0]} before this trial finished", f"{signalled[0]} received"
+                )
                 break
             if time.monotonic() > deadline:
                 raise TimeoutError(
