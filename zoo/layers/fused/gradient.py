@@ -12,7 +12,9 @@ chunks whose pipelines run concurrently, one per core (:func:`_batch_split`).
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 
 import tensorflow as tf
 
@@ -58,6 +60,11 @@ def _batch_split(batch, recurrent_kernel) -> list:
         chunks = 1
     elif isinstance(batch, int):
         chunks = max(1, min(chunks, batch // 8))
+    return _rows(batch, chunks)
+
+
+def _rows(batch, chunks: int) -> list:
+    """``batch`` rows (an int or a scalar tensor) as ``chunks`` nearly equal counts."""
     if chunks == 1:
         return [batch]
     return [(batch + i) // chunks for i in range(chunks)]
@@ -71,7 +78,41 @@ def _sequence(cell: Cell, x, kernel, recurrent_kernel, bias, states):
     in the backward pass, the input and weight gradients of all steps at once) run in ``x``'s
     dtype, float32 or bfloat16; the recurrence runs in XLA-compiled loops, one per batch chunk
     (:func:`_batch_split`), with float32 states and recurrent matmuls on ``x``'s dtype.
+
+    Inside a graph (a Keras train, test or predict function) the op is traced once per cell,
+    input signature and batch split by a module-level ``tf.function`` and reused by every
+    later graph: a graph-mode ``tf.custom_gradient`` registers its gradient function in
+    TensorFlow's process-wide gradient registry, which keeps the graph it was traced in
+    alive, so tracing it into each model's own functions kept every model trained in one
+    process (a tuner's trials, a study's runs) in memory.
     """
+    inputs = [tf.convert_to_tensor(v) for v in (x, kernel, recurrent_kernel, bias, *states)]
+    batch = inputs[0].shape[0]
+    sizes = _batch_split(batch if batch is not None else tf.shape(inputs[0])[0], inputs[2])
+    plan = tuple(sizes) if all(isinstance(n, int) for n in sizes) else len(sizes)
+    if tf.executing_eagerly():  # an eager custom gradient registers nothing
+        return _differentiable(cell, plan, *inputs)
+    outputs = _traced(cell)(plan, *inputs)
+    # A trace for a more general shape may have served this call; put back the static shapes.
+    shapes = [x.shape[:-1] + recurrent_kernel.shape[:1], *(s.shape for s in states)]
+    for output, shape in zip(outputs, shapes, strict=True):
+        output.set_shape(shape)
+    return outputs
+
+
+_TRACED: dict[Cell, Callable] = {}
+
+
+def _traced(cell: Cell) -> Callable:
+    """``_differentiable`` for ``cell`` as one ``tf.function`` for the process (see :func:`_sequence`)."""
+    if cell not in _TRACED:
+        _TRACED[cell] = tf.function(functools.partial(_differentiable, cell), autograph=False)
+    return _TRACED[cell]
+
+
+def _differentiable(cell: Cell, plan, *tensors):
+    """The fused op with its hand-written gradient; ``plan``: the batch chunks' row counts, or their
+    number when the batch size is known only at run time."""
 
     @tf.custom_gradient
     def run(*inputs):
@@ -80,7 +121,7 @@ def _sequence(cell: Cell, x, kernel, recurrent_kernel, bias, states):
         x, kernel, recurrent_kernel, bias, *states = [tf.stop_gradient(v) for v in inputs]
         bias_f32, *states_f32 = [tf.cast(v, tf.float32) for v in (bias, *states)]
         recurrent = tf.cast(recurrent_kernel, x.dtype)  # the loops' matmul operands; they accumulate in float32
-        sizes = _batch_split(x.shape[0] if x.shape[0] is not None else tf.shape(x)[0], recurrent_kernel)
+        sizes = list(plan) if isinstance(plan, tuple) else _rows(tf.shape(x)[0], plan)
         split = (lambda v: [v]) if len(sizes) == 1 else (lambda v: tf.split(v, tf.stack(sizes), axis=0))
         concat = (lambda vs: vs[0]) if len(sizes) == 1 else (lambda vs: tf.concat(vs, 0))
         # Each chunk is one independent pipeline (input projection, loop, and in ``grad`` its
@@ -130,7 +171,7 @@ def _sequence(cell: Cell, x, kernel, recurrent_kernel, bias, states):
 
         return (hs, *(tf.cast(s, x.dtype) for s in final)), grad
 
-    return run(*[tf.convert_to_tensor(v) for v in (x, kernel, recurrent_kernel, bias, *states)])
+    return run(*tensors)
 
 
 def lstm_sequence(x, kernel, recurrent_kernel, bias, h0, c0):
