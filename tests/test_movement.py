@@ -438,7 +438,7 @@ def test_run_returns_a_result_with_baselines_and_walk_forward_folds(tmp_path, ca
     mv.report(result)
     out = capsys.readouterr().out
     assert "walk-forward pooled balanced accuracy" in out and f"run folder: {result.run_dir}" in out
-    assert "exported:" not in out
+    assert "export:" not in out
 
 
 def test_help_lists_every_task_flag(capsys):

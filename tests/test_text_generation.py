@@ -403,7 +403,7 @@ def test_cli_quick_with_epochs_trains_that_many_epochs(tmp_path, capsys):
         str(runs),
     ]
     assert cli_main(argv) == 0
-    assert "2 epoch(s)" in capsys.readouterr().out
+    assert ", 2 epochs in " in capsys.readouterr().out
     [folder] = [p for p in (runs / "textgen" / "lstm").iterdir() if p.is_dir()]
     assert len(list(csv.DictReader((folder / "history.csv").open()))) == 2
 
