@@ -2,7 +2,7 @@
 
 Runs the search a user runs,
 
-    seqzoo tune classify --tuner random --quick --max-trials N --verbose 0
+    seqzoo tune classify --tuner random --quick --max-trials N --verbose 0      (--task picks another task)
 
 as a child process (``python -m tuning``, a throwaway ``--project``, ``--no-export``) and, each
 time the project's ``events.jsonl`` records the end of a trial, reads the child's peak resident
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SEARCH = ["classify", "--tuner", "random", "--quick", "--verbose", "0"]
+SEARCH = ["--tuner", "random", "--quick", "--verbose", "0"]
 
 
 def memory_mb(pid: int) -> dict[str, float]:
@@ -49,11 +49,13 @@ def ended_trials(project: Path) -> int:
     return sum(json.loads(line).get("event") == "end" for line in lines if line.strip().endswith("}"))
 
 
-def measure(max_trials: int, repo: Path, extra: list[str], poll_s: float = 0.1) -> tuple[list[dict], float]:
+def measure(
+    max_trials: int, repo: Path, extra: list[str], task: str = "classify", poll_s: float = 0.1
+) -> tuple[list[dict], float]:
     """Run the search; one row per finished trial: trials, peak MB, RSS MB, seconds since start."""
     with tempfile.TemporaryDirectory() as tmp:
         project = Path(tmp) / "project"
-        argv = [sys.executable, "-m", "tuning", *SEARCH, "--max-trials", str(max_trials)]
+        argv = [sys.executable, "-m", "tuning", task, *SEARCH, "--max-trials", str(max_trials)]
         argv += ["--project", str(project), "--no-export", *extra]
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg"}
         env["PYTHONPATH"] = os.pathsep.join([str(repo), env.get("PYTHONPATH", "")])
@@ -120,6 +122,7 @@ def report(rows: list[dict], warmup: int, label: str, command: str, wall: float)
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.tune_memory", description=__doc__.split("\n\n")[0])
     p.add_argument("--max-trials", type=int, default=100, help="trials of the search")
+    p.add_argument("--task", default="classify", help="the task searched (classify, textgen, movement)")
     p.add_argument("--warmup", type=int, default=10, help="trials left out of the per-trial slope")
     p.add_argument("--repo", type=Path, default=ROOT, help="the seqzoo checkout to run (e.g. an older commit)")
     p.add_argument("--label", default="seqzoo", help="name of this measurement in the report")
@@ -134,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.repo / "tuning" / "__main__.py").is_file():
         p.error(f"--repo {args.repo}: not a seqzoo checkout (no tuning/__main__.py)")
     extra = args.extra.split()
-    rows, wall = measure(args.max_trials, args.repo.resolve(), extra)
-    command = " ".join(["seqzoo tune", *SEARCH, "--max-trials", str(args.max_trials), *extra])
+    rows, wall = measure(args.max_trials, args.repo.resolve(), extra, args.task)
+    command = " ".join(["seqzoo tune", args.task, *SEARCH, "--max-trials", str(args.max_trials), *extra])
     text = report(rows, args.warmup, args.label, command, wall)
     print(text)
     if args.json:
