@@ -22,6 +22,7 @@ Needs the ``bench`` extra (``pip install -e .[bench]``: the CPU build of PyTorch
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import os
 import statistics
@@ -223,7 +224,7 @@ def _phases_child(text_file: str, out: Path) -> None:
     timed(textgen, "report", "summary")
     argv = ["train", "textgen", "--text-file", text_file, "--epochs", "1"]
     argv += ["--runs", str(out / "runs"), "--saved-models", str(out / "saved_models")]
-    with open(os.devnull, "w") as quiet, _stdout(quiet):
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
         assert cli.main(argv) == 0
     total = time.perf_counter() - begin
 
@@ -273,17 +274,6 @@ def _phases_child(text_file: str, out: Path) -> None:
         f"\nBefore the first step: {before + first:.1f} s (of which the first step's trace and compile {first:.1f} s); "
         f"training steps {rest:.1f} s; after the last step: {after:.1f} s."
     )
-
-
-class _stdout:  # noqa: N801 - a context manager
-    def __init__(self, stream):
-        self.stream = stream
-
-    def __enter__(self):
-        self.saved, sys.stdout = sys.stdout, self.stream
-
-    def __exit__(self, *exc):
-        sys.stdout = self.saved
 
 
 def main(argv: Sequence[str] | None = None) -> int:

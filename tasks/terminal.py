@@ -11,11 +11,12 @@ everything TensorFlow prints.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,28 +59,28 @@ def quiet_tensorflow() -> None:
         )
 
 
-class _native_stderr_filtered:  # noqa: N801 - used as a context manager
+@contextlib.contextmanager
+def _native_stderr_filtered() -> Iterator[None]:
     """Points file descriptor 2 at a temporary file (native code writes there directly) and
-    on exit writes back every line that is not native logging."""
-
-    def __enter__(self):
-        sys.stderr.flush()
-        self.capture = tempfile.TemporaryFile()
-        self.saved = os.dup(2)
-        os.dup2(self.capture.fileno(), 2)
-        return self
-
-    def __exit__(self, *exc):
-        sys.stderr.flush()
-        os.dup2(self.saved, 2)
-        os.close(self.saved)
-        self.capture.seek(0)
-        text = self.capture.read().decode(errors="replace")
-        self.capture.close()
-        kept = [line for line in text.splitlines() if not _NATIVE_LOG_LINE.match(line)]
-        if kept:
-            sys.stderr.write("\n".join(kept) + "\n")
-        return False
+    afterwards writes back every line that is not native logging."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = [
+                line
+                for line in capture.read().decode(errors="replace").splitlines()
+                if not _NATIVE_LOG_LINE.match(line)
+            ]
+            if kept:
+                sys.stderr.write("\n".join(kept) + "\n")
 
 
 # ----------------------------------------------------------------------------- the summary a command ends with
