@@ -56,13 +56,23 @@ def test_zoo_modules_import_one_way():
     for node in sorted(graph):
         visit(node, [])
     # The training mechanics are layered: none imports the module that composes them.
-    for low in ("zoo.optimizers", "zoo.bptt", "zoo.train_step", "zoo.monitor", "zoo.checkpoint"):
+    for low in (
+        "zoo.files",
+        "zoo.preemption",
+        "zoo.optimizers",
+        "zoo.bptt",
+        "zoo.train_step",
+        "zoo.monitor",
+        "zoo.checkpoint",
+    ):
         assert "zoo.training" not in graph[low], low
 
 
 @pytest.mark.parametrize(
     "module",
     [
+        "zoo.files",
+        "zoo.preemption",
         "zoo.optimizers",
         "zoo.bptt",
         "zoo.train_step",

@@ -184,7 +184,14 @@ def fit(
                 carrier.attach()
                 model.jit_compile = False  # dynamic-shape state variables and a chunk loop: not for XLA
             model.set_training_plan(plan)
-        fit_kwargs = dict(validation_data=validation, callbacks=cbs, verbose=verbose, class_weight=class_weight)
+        fit_kwargs = dict(
+            validation_data=validation,
+            callbacks=cbs,
+            verbose=verbose,
+            class_weight=class_weight,
+            # Keras shuffles arrays itself; a tf.data pipeline (or a resumed run's generator) keeps its own order.
+            shuffle=not isinstance(train, tf.data.Dataset),
+        )
         try:
             histories = []
             epoch = start.epochs_done

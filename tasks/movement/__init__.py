@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -315,18 +314,9 @@ def train(
         monitor=OBJECTIVE[0], mode=OBJECTIVE[1], patience=options.patience, restore_best_weights=True
     )
     kwargs = {**options.fit_kwargs(), **fit_overrides}
-    with warnings.catch_warnings():  # Keras warns that fit's default shuffle=True is moot for a tf.data input
-        warnings.filterwarnings("ignore", message=".*shuffle=True.*")
-        history = fit(
-            model,
-            data.train,
-            data.val,
-            epochs=options.epochs,
-            run_dir=run_dir,
-            callbacks=[stop],
-            verbose=verbose,
-            **kwargs,
-        )
+    history = fit(
+        model, data.train, data.val, epochs=options.epochs, run_dir=run_dir, callbacks=[stop], verbose=verbose, **kwargs
+    )
     return model, history
 
 
