@@ -190,6 +190,36 @@ def test_two_commands_on_one_run_folder(tmp_path):
         files.unlock_folder(folder)
 
 
+def test_two_searches_on_one_project(tmp_path):
+    project = tmp_path / "search"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"from zoo import files; files.lock_folder({str(project)!r}, ''); print('held', flush=True); input()",
+        ],
+        env=ENV,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        busy = _seqzoo("tune", "classify", "--quick", "--max-trials", "1", "--project", str(project), cwd=tmp_path)
+        assert busy.returncode != 0 and "Traceback" not in busy.stderr
+        assert (
+            busy.stderr.strip()
+            .splitlines()[-1]
+            .endswith(
+                f"{project}: another seqzoo process (pid {holder.pid}) is working in this folder. Wait for it to finish, "
+                "or search into another folder (project= in tuning.tune, --project)"
+            )
+        ), busy.stderr[-2000:]
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 # ----------------------------------------------------------------------------- read-only and full disks
 
 

@@ -24,6 +24,7 @@ import keras_tuner as kt
 from tasks.options import TaskOptions
 from tuning.hypermodel import SeqzooHyperModel, check_options, task_module
 from tuning.space import SEARCHED, SearchSpace
+from zoo import files
 
 EVENTS = "events.jsonl"
 SIDECAR = "seqzoo.json"
@@ -430,6 +431,10 @@ def parse_objective(objective: str | kt.Objective | None, task: ModuleType) -> k
     return kt.Objective(name, direction)
 
 
+# What to do when another search works in the project folder.
+BUSY = "Wait for it to finish, or search into another folder (project= in tuning.tune, --project)"
+
+
 def default_project(task: ModuleType, tuner: str) -> Path:
     return Path("runs") / "tune" / f"{task.TASK}-{tuner}"
 
@@ -455,6 +460,8 @@ def prepare(
     from tasks.common import set_seed
 
     check_options(task, options)
+    if os.environ.get("KERASTUNER_TUNER_ID", "chief") == "chief":  # workers share their chief's project
+        files.lock_folder(project, BUSY)
     set_seed(options.seed)
     data = task.load_data(options)
     hypermodel = SeqzooHyperModel(task, data, options, space, objective, verbose=verbose)
