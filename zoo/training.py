@@ -4,7 +4,9 @@ The mechanics live one module each, imported in this order (none imports a later
 :mod:`zoo.optimizers` (dense gradients, clipping), :mod:`zoo.bptt` (schedules, carried
 state, the chunk loop), :mod:`zoo.train_step` (the ``keras.Model`` subclass whose
 ``train_step`` runs them), :mod:`zoo.monitor` (gradient norms, NaN stop),
-:mod:`zoo.checkpoint` (epoch checkpoints, resume), and this module on top.
+:mod:`zoo.checkpoint` (checkpoints at epoch ends, every N steps and on a signal; resume),
+and this module on top. Beneath them, :mod:`zoo.files` (atomic writes, the run folder's
+lock, ``run.json``) and :mod:`zoo.preemption` (SIGTERM and Ctrl-C as stop requests).
 """
 
 from __future__ import annotations
