@@ -14,7 +14,6 @@ import json
 import os
 import platform
 import shutil
-import tempfile
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -30,12 +29,11 @@ from tasks.versions import (  # noqa: F401 -- part of this module's API: callers
     KERAS_FILE,
     REEXPORT,
     STAGED,
-    claim_version,
     export_file,
     jsonable,
     load_card,
+    new_version,
     publish,
-    publish_failed,
     resolve_export,
     saved_models_root,
     versions,
@@ -92,18 +90,7 @@ def export(
     if run_dir is not None:
         stage(Path(run_dir), **content)
         return publish(run_dir, root)
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=parent))
-    except OSError as exc:
-        raise publish_failed(parent, exc, None) from None
-    try:
-        _write(tmp / "v", **content)
-        return claim_version(tmp / "v", parent, None)
-    except OSError as exc:
-        raise publish_failed(parent, exc, None) from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    return new_version(parent, lambda folder: _write(folder, **content))
 
 
 def stage(run_dir: Path, **content) -> Path:

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,26 +59,33 @@ def publish(run_dir: str | os.PathLike, root: str | os.PathLike | None = None) -
         )
     card = load_card(staged)
     parent = saved_models_root(root) / card["task"] / card["model"]
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=parent))
-    except OSError as exc:
-        raise publish_failed(parent, exc, run_dir) from None
-    try:
-        _link_tree(staged, tmp / "v")
-        target = claim_version(tmp / "v", parent, card)
-    except OSError as exc:
-        raise publish_failed(parent, exc, run_dir) from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    target = new_version(parent, lambda folder: _link_tree(staged, folder), run_dir)
     if files.status(run_dir).get("status") == "trained":  # its export failed before: now the run is done
         files.set_status(run_dir, status="finished")
     return target
 
 
-def claim_version(folder: Path, parent: Path, card: dict | None) -> Path:
+def new_version(parent: Path, fill: Callable[[Path], None], run_dir=None) -> Path:
+    """The next free integer version under ``parent``, its content written by ``fill(folder)`` into a
+    temporary folder there and renamed into place; an ``OSError`` becomes one :class:`FileProblem`
+    (naming ``seqzoo export RUN_DIR`` when the export is kept in ``run_dir``) and leaves nothing."""
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=parent))
+    except OSError as exc:
+        raise _publish_failed(parent, exc, run_dir) from None
+    try:
+        fill(tmp / "v")
+        return _claim_version(tmp / "v", parent)
+    except OSError as exc:
+        raise _publish_failed(parent, exc, run_dir) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _claim_version(folder: Path, parent: Path) -> Path:
     """Rename ``folder`` to the next free integer version under ``parent``, writing it into the card."""
-    card = card if card is not None else json.loads((folder / CARD).read_text())
+    card = json.loads((folder / CARD).read_text())
     version = (numbered(parent) or [0])[-1] + 1
     while True:
         card["version"] = version
@@ -111,7 +119,7 @@ def _link_tree(source: Path, target: Path) -> None:
                 shutil.copy2(path, dest)
 
 
-def publish_failed(parent: Path, exc: OSError, run_dir) -> FileProblem:
+def _publish_failed(parent: Path, exc: OSError, run_dir) -> FileProblem:
     if run_dir is None:
         fix = "Free space or choose another export folder (saved_models= in Options, --saved-models)"
     else:

@@ -37,6 +37,18 @@ def _zoo_imports(path: Path) -> set[str]:
     return names
 
 
+# The modules beneath zoo.training, which composes them.
+TRAINING_MECHANICS = (
+    "zoo.files",
+    "zoo.preemption",
+    "zoo.optimizers",
+    "zoo.bptt",
+    "zoo.train_step",
+    "zoo.monitor",
+    "zoo.checkpoint",
+)
+
+
 def test_zoo_modules_import_one_way():
     modules = {_module_name(p): p for p in _modules("zoo")}
     graph = {name: {m for m in _zoo_imports(path) if m in modules and m != name} for name, path in modules.items()}
@@ -56,33 +68,11 @@ def test_zoo_modules_import_one_way():
     for node in sorted(graph):
         visit(node, [])
     # The training mechanics are layered: none imports the module that composes them.
-    for low in (
-        "zoo.files",
-        "zoo.preemption",
-        "zoo.optimizers",
-        "zoo.bptt",
-        "zoo.train_step",
-        "zoo.monitor",
-        "zoo.checkpoint",
-    ):
+    for low in TRAINING_MECHANICS:
         assert "zoo.training" not in graph[low], low
 
 
-@pytest.mark.parametrize(
-    "module",
-    [
-        "zoo.files",
-        "zoo.preemption",
-        "zoo.optimizers",
-        "zoo.bptt",
-        "zoo.train_step",
-        "zoo.monitor",
-        "zoo.checkpoint",
-        "zoo.training",
-        "zoo.models",
-        "zoo.layers",
-    ],
-)
+@pytest.mark.parametrize("module", [*TRAINING_MECHANICS, "zoo.training", "zoo.models", "zoo.layers"])
 def test_each_zoo_module_imports_alone(module):
     out = subprocess.run(
         [sys.executable, "-c", f"import {module}"], cwd=REPO, capture_output=True, text=True, timeout=120

@@ -5,6 +5,7 @@ files that are damaged or foreign."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -155,8 +156,10 @@ def test_sigterm_to_the_command_prints_the_resume_command_and_it_resumes(tmp_pat
     assert "Resuming" in done.stdout and "at step" in done.stdout
 
 
-def test_two_commands_on_one_run_folder(tmp_path):
-    folder = tmp_path / "runs" / "classify" / "gru" / "exp"
+@contextlib.contextmanager
+def _lock_held_elsewhere(folder: Path):
+    """A second, real process that holds the lock on ``folder`` until the block ends (it is then
+    killed, so its lock is left behind as a dead process leaves it); yields its pid."""
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -170,16 +173,22 @@ def test_two_commands_on_one_run_folder(tmp_path):
     )
     try:
         assert holder.stdout.readline().strip() == "held"
-        busy = _seqzoo(*_classify(tmp_path, "--run-name", "exp", "--no-export"), cwd=tmp_path)
-        assert busy.returncode == 2
-        assert busy.stderr.strip().splitlines()[-1] == (
-            f"seqzoo train classify: error: {folder}: another seqzoo process (pid {holder.pid}) is working in this "
-            "folder. Wait for it to finish, or give this run another folder (run_name= in Options, --run-name)"
-        )
-        assert not (folder / "history.csv").exists()
+        yield holder.pid
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_two_commands_on_one_run_folder(tmp_path):
+    folder = tmp_path / "runs" / "classify" / "gru" / "exp"
+    with _lock_held_elsewhere(folder) as pid:
+        busy = _seqzoo(*_classify(tmp_path, "--run-name", "exp", "--no-export"), cwd=tmp_path)
+        assert busy.returncode == 2
+        assert busy.stderr.strip().splitlines()[-1] == (
+            f"seqzoo train classify: error: {folder}: another seqzoo process (pid {pid}) is working in this "
+            "folder. Wait for it to finish, or give this run another folder (run_name= in Options, --run-name)"
+        )
+        assert not (folder / "history.csv").exists()
     # The dead holder's lock is taken over, with a note.
     from zoo import files
 
@@ -192,32 +201,17 @@ def test_two_commands_on_one_run_folder(tmp_path):
 
 def test_two_searches_on_one_project(tmp_path):
     project = tmp_path / "search"
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            f"from zoo import files; files.lock_folder({str(project)!r}, ''); print('held', flush=True); input()",
-        ],
-        env=ENV,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with _lock_held_elsewhere(project) as pid:
         busy = _seqzoo("tune", "classify", "--quick", "--max-trials", "1", "--project", str(project), cwd=tmp_path)
         assert busy.returncode != 0 and "Traceback" not in busy.stderr
         assert (
             busy.stderr.strip()
             .splitlines()[-1]
             .endswith(
-                f"{project}: another seqzoo process (pid {holder.pid}) is working in this folder. Wait for it to finish, "
+                f"{project}: another seqzoo process (pid {pid}) is working in this folder. Wait for it to finish, "
                 "or search into another folder (project= in tuning.tune, --project)"
             )
         ), busy.stderr[-2000:]
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 # ----------------------------------------------------------------------------- read-only and full disks

@@ -41,6 +41,12 @@ class TrainingInterrupted(SeqzooError):
             super().__init__(f"{where}; checkpoint saved in {Path(run_dir) / 'checkpoint'}")
 
 
+def _exit_at_once(what: str = "") -> None:
+    """A second Ctrl-C: leave now, by the one way out that no library can swallow."""
+    print(f"\nInterrupted again: exiting now{' ' + what if what else ''}.", file=sys.stderr, flush=True)
+    os._exit(EXIT_STATUS[signal.SIGINT])
+
+
 class StopRequests:
     """``with StopRequests() as stop:`` -- SIGTERM and the first SIGINT set ``stop.signum``
     instead of ending the process; a second SIGINT exits at once with status 130."""
@@ -55,8 +61,7 @@ class StopRequests:
 
     def _handle(self, signum, frame):
         if self.signum is not None and signum == signal.SIGINT:
-            print("\nInterrupted again: exiting now without a checkpoint.", file=sys.stderr, flush=True)
-            os._exit(EXIT_STATUS[signal.SIGINT])  # the one way out that no library can swallow
+            _exit_at_once("without a checkpoint")
         if self.signum is None:
             self.signum = signum
             name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
@@ -95,8 +100,7 @@ def signals_end_the_command() -> Iterator[None]:
 
     def on_sigint(signum, frame):
         if pressed:
-            print("\nInterrupted again: exiting now.", file=sys.stderr, flush=True)
-            os._exit(EXIT_STATUS[signal.SIGINT])
+            _exit_at_once()
         pressed.append(signum)
         raise KeyboardInterrupt()
 
