@@ -646,6 +646,17 @@ def _ci(values) -> str:
     return fmt(m) if len(v) < 2 else f"{fmt(m)} [{fmt(lo)}, {fmt(hi)}]"
 
 
+def _budget_cells(results: dict, task: str, arm: str) -> list[str]:
+    """The first cells of a task's table row: arm, chosen learning rate, updates, wall and CPU seconds."""
+    return [
+        arm,
+        f"{results['chosen_lr'][task][arm]:g}",
+        _int_mean(_vals(results, task, arm, "updates")),
+        fmt(float(np.mean(_vals(results, task, arm, "train_seconds"))), 1),
+        fmt(float(np.mean(_vals(results, task, arm, "train_cpu_seconds"))), 1),
+    ]
+
+
 def _int_mean(values) -> str:
     return f"{int(round(float(np.mean(values)))):,}" if values else "n/a"
 
@@ -869,11 +880,7 @@ def render(results) -> str:
         lo, hi = (fmt(x, 2) for x in _rate_ci(k, n))
         table.append(
             [
-                arm,
-                f"{results['chosen_lr']['delay'][arm]:g}",
-                _int_mean(_vals(results, "delay", arm, "updates")),
-                fmt(float(np.mean(_vals(results, "delay", arm, "train_seconds"))), 1),
-                fmt(float(np.mean(_vals(results, "delay", arm, "train_cpu_seconds"))), 1),
+                *_budget_cells(results, "delay", arm),
                 _ci(_vals(results, "delay", arm, "test_acc")),
                 _ci(_vals(results, "delay", arm, "test_loss")),
                 f"{k}/{n} [{lo}, {hi}]",
@@ -923,11 +930,7 @@ def render(results) -> str:
     for arm in ARMS:
         table.append(
             [
-                arm,
-                f"{results['chosen_lr']['text'][arm]:g}",
-                _int_mean(_vals(results, "text", arm, "updates")),
-                fmt(float(np.mean(_vals(results, "text", arm, "train_seconds"))), 1),
-                fmt(float(np.mean(_vals(results, "text", arm, "train_cpu_seconds"))), 1),
+                *_budget_cells(results, "text", arm),
                 _ci(_vals(results, "text", arm, "val_loss_first")),
                 _ci(_vals(results, "text", arm, "val_loss_auc")),
                 _ci(_vals(results, "text", arm, "val_loss_final")),

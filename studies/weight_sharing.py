@@ -593,6 +593,13 @@ def _plateau(chosen, s) -> list[dict]:
 # ---------------------------------------------------------------- plots
 
 
+def _accuracy_band(ax, runs: list, arm: str, color) -> None:
+    """The validation-accuracy band of ``runs`` (one arm at its chosen rate), labelled with the rate."""
+    curves = [r["result"]["curve"]["val_accuracy"] for r in runs if r["result"]["curve"]["val_accuracy"]]
+    if curves:
+        _band(ax, runs[0]["result"]["curve"]["updates"], curves, f"{arm} (lr {runs[0]['key']['lr']:g})", color=color)
+
+
 def _band(ax, x, runs_values, label, **kw):
     v = np.asarray(runs_values, float)
     mean = np.nanmean(v, axis=0)
@@ -656,30 +663,12 @@ def _plot(results, analysis, out) -> None:
     fig, axes = plt.subplots(1, len(conditions) + 1, figsize=(3.3 * (len(conditions) + 1), 3.4), sharey=True)
     for ax, (part, n, title) in zip(axes, conditions, strict=False):
         for arm in ARMS:
-            runs = chosen.get((part, arm, n), [])
-            curves = [r["result"]["curve"]["val_accuracy"] for r in runs if r["result"]["curve"]["val_accuracy"]]
-            if curves:
-                _band(
-                    ax,
-                    runs[0]["result"]["curve"]["updates"],
-                    curves,
-                    f"{arm} (lr {runs[0]['key']['lr']:g})",
-                    color=colors[arm],
-                )
+            _accuracy_band(ax, chosen.get((part, arm, n), []), arm, colors[arm])
         ax.axhline(CHANCE, color="grey", ls=":")
         ax.set(title=title, xlabel="parameter updates", ylim=(0.3, 1.02))
         ax.legend(fontsize=7)
     ax = axes[-1]
-    runs = chosen.get(("anchor", "shared", None), [])
-    curves = [r["result"]["curve"]["val_accuracy"] for r in runs if r["result"]["curve"]["val_accuracy"]]
-    if curves:
-        _band(
-            ax,
-            runs[0]["result"]["curve"]["updates"],
-            curves,
-            f"shared (lr {runs[0]['key']['lr']:g})",
-            color=colors["shared"],
-        )
+    _accuracy_band(ax, chosen.get(("anchor", "shared", None), []), "shared", colors["shared"])
     ax.axhline(CHANCE, color="grey", ls=":")
     ax.set(title="anchor: Even Pairs", xlabel="parameter updates")
     ax.legend(fontsize=7)
