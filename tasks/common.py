@@ -170,3 +170,18 @@ def build_in_scope(options: TaskOptions, build):
     from zoo.train_step import SeqModel
 
     return SeqModel(model.inputs, model.outputs, name=model.name)  # the same layers and variables
+
+
+def schedule_callbacks(options: TaskOptions) -> list:
+    """The callbacks that carry out ``options.lr_schedule`` (none for a constant rate).
+
+    Per epoch, so a resumed run (``initial_epoch``) continues the same curve.
+    """
+    import math
+
+    import keras
+
+    if options.lr_schedule == "cosine":
+        lr, epochs = options.learning_rate, options.epochs
+        return [keras.callbacks.LearningRateScheduler(lambda e: lr * 0.5 * (1 + math.cos(math.pi * e / epochs)))]
+    return []

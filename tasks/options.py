@@ -30,6 +30,7 @@ from zoo.config import CELLS, DTYPES, MERGE_MODES, MODEL_NAMES, ModelConfig
 from zoo.errors import ConfigError, SeqzooError
 
 RESUME_MODES = ("auto", "never")
+LR_SCHEDULES = ("constant", "cosine")
 STRATEGIES = ("none", "mirrored", "multiworker")
 
 
@@ -102,6 +103,9 @@ class TaskOptions:
 
     # The --quick preset: tiny data and one epoch, a smoke run in seconds.
     QUICK: ClassVar[dict[str, Any]] = {"small_data": True, "epochs": 1}
+    # Named recipes (--preset NAME): settings measured to reach a published figure, each
+    # documented where the task documents its benchmark.
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
 
     # model
     model: str = option("lstm", f"zoo model, one of: {', '.join(MODEL_NAMES)}", group="model")
@@ -129,6 +133,11 @@ class TaskOptions:
     epochs: int = option(10, "training epochs")
     batch_size: int = option(32, "examples per batch")
     learning_rate: float = option(1e-3, "Adam learning rate")
+    lr_schedule: str = option(
+        "constant",
+        "learning rate per epoch: constant, or cosine decay from learning_rate to 0 over epochs",
+        choices=LR_SCHEDULES,
+    )
     clipnorm: float | None = option(None, "clip each gradient tensor to this norm (Keras clipnorm)")
     global_clipnorm: float | None = option(None, "clip all gradients jointly to this global norm")
     clipvalue: float | None = option(None, "clip each gradient element to [-v, v]")
@@ -190,6 +199,7 @@ class TaskOptions:
         non_negative_int("checkpoint_every", self.checkpoint_every)
         positive_int("batch_size", self.batch_size)
         positive_float("learning_rate", self.learning_rate)
+        one_of("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         for name in ("clipnorm", "global_clipnorm", "clipvalue"):
             positive_float(name, getattr(self, name), optional=True)
         if self.clipnorm is not None and self.global_clipnorm is not None:
@@ -224,6 +234,13 @@ class TaskOptions:
     def quick(cls, **overrides: Any):
         """The ``--quick`` preset (``QUICK``) with ``overrides`` on top: what the caller sets wins."""
         return cls(**{**cls.QUICK, **overrides})
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any):
+        """The named recipe ``PRESETS[name]`` with ``overrides`` on top: what the caller sets wins."""
+        if name not in cls.PRESETS:
+            raise ConfigError("preset", name, "one of " + (", ".join(cls.PRESETS) or "(this task has none)"))
+        return cls(**{**cls.PRESETS[name], **overrides})
 
     def replace(self, **changes: Any):
         return dataclasses.replace(self, **changes)
@@ -345,12 +362,24 @@ def build_parser(options_cls: type[TaskOptions], prog: str, description: str = "
         default=argparse.SUPPRESS,
         help="the quick preset: small data and 1 epoch, a smoke run in seconds (flags given explicitly win over it)",
     )
+    if options_cls.PRESETS:
+        groups["training"].add_argument(
+            "--preset",
+            choices=list(options_cls.PRESETS),
+            default=argparse.SUPPRESS,
+            help="a named recipe; flags given explicitly win over it (see the task's docs for what it sets)",
+        )
     return parser
 
 
 def options_from_args(options_cls: type[TaskOptions], args: argparse.Namespace) -> TaskOptions:
     given = vars(args).copy()
-    return options_cls.quick(**given) if given.pop("quick", False) else options_cls(**given)
+    quick, preset = given.pop("quick", False), given.pop("preset", None)
+    if quick and preset:
+        raise ConfigError("preset", preset, "not combined with --quick", "Pass --quick or --preset, not both")
+    if preset:
+        return options_cls.preset(preset, **given)
+    return options_cls.quick(**given) if quick else options_cls(**given)
 
 
 def describe_error(exc: SeqzooError, options_cls: type[TaskOptions] | None) -> str:

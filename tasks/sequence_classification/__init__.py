@@ -36,6 +36,7 @@ from tasks.common import (
     distribution_strategy,
     finish_run,
     resolve_run_dir,
+    schedule_callbacks,
     set_seed,
     strategy_scope,
 )
@@ -51,7 +52,6 @@ OBJECTIVE = ("val_accuracy", "max")
 TEXT_MAX_LENGTH = 256  # tokens per review when --max-length is not given
 
 POOLINGS = ("last", "mean")
-LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -139,12 +139,6 @@ class Options(TaskOptions):
     noise: float = option(
         0.0, "series: std of Gaussian noise added to the normalized inputs while training (0: off)", group="classifier"
     )
-    lr_schedule: str = option(
-        "constant",
-        "learning rate per epoch: constant, or cosine decay from learning_rate to 0",
-        group="classifier",
-        choices=LR_SCHEDULES,
-    )
     # Defaults from earlier tuning on JapaneseVowels, which also looked at test accuracy: to be
     # re-chosen on a validation split only.
     model: str = default("model", "gru")
@@ -169,7 +163,6 @@ class Options(TaskOptions):
         one_of("pooling", self.pooling, POOLINGS)
         if isinstance(self.noise, bool) or not isinstance(self.noise, (int, float)) or self.noise < 0:
             raise ConfigError("noise", self.noise, "a number >= 0")
-        one_of("lr_schedule", self.lr_schedule, LR_SCHEDULES)
 
 
 def load_data(options: Options) -> TaskData:
@@ -386,17 +379,6 @@ def endpoints(model, spec: ClassificationSpec) -> dict:
     }
 
 
-def _callbacks(options: Options) -> list:
-    import math
-
-    import keras
-
-    if options.lr_schedule == "cosine":
-        lr, epochs = options.learning_rate, options.epochs
-        return [keras.callbacks.LearningRateScheduler(lambda e: lr * 0.5 * (1 + math.cos(math.pi * e / epochs)))]
-    return []
-
-
 def run(options: Options, *, verbose: int | str = "auto") -> Result:
     """Train, evaluate on the test split and (unless ``export=False``) export; prints nothing but Keras's
     progress (``verbose``) -- :func:`report` prints the summary."""
@@ -419,7 +401,7 @@ def run(options: Options, *, verbose: int | str = "auto") -> Result:
             data.val,
             epochs=options.epochs,
             run_dir=folder,
-            callbacks=_callbacks(options),
+            callbacks=schedule_callbacks(options),
             verbose=verbose,
             finish=False,
             **options.fit_kwargs(),

@@ -50,6 +50,7 @@ from tasks.common import (
     distribution_strategy,
     finish_run,
     resolve_run_dir,
+    schedule_callbacks,
     set_seed,
     strategy_scope,
 )
@@ -120,6 +121,23 @@ class Options(TaskOptions):
 
     # The --quick preset: a slice of the corpus, short windows, one epoch and a short sample.
     QUICK: ClassVar[dict[str, Any]] = {"small_data": True, "epochs": 1, "seq_len": 32, "sample_length": 40}
+    # --preset best: the Tiny Shakespeare recipe of benchmarks/textgen_quality (docs/tasks.md); one
+    # epoch streams the whole training text once, so its length scales with the corpus.
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "best": {
+            "model": "lstm",
+            "units": 512,
+            "dropout": 0.25,
+            "mode": "stream",
+            "seq_len": 100,
+            "batch_size": 64,
+            "epochs": 45,
+            "learning_rate": 2e-3,
+            "lr_schedule": "cosine",
+            "global_clipnorm": 5.0,
+            "patience": 45,
+        }
+    }
     # Language models predict the next character at every position.
     RETURN_SEQUENCES: ClassVar[bool] = True
 
@@ -220,7 +238,10 @@ def run(options: Options, *, callbacks: Iterable[Any] = (), verbose: int | str =
             file=sys.stderr,
         )
     folder = resolve_run_dir(options, TASK, config.model)
-    own: list = [keras.callbacks.EarlyStopping("val_loss", patience=options.patience, restore_best_weights=True)]
+    own: list = [
+        keras.callbacks.EarlyStopping("val_loss", patience=options.patience, restore_best_weights=True),
+        *schedule_callbacks(options),
+    ]
     sample = None
     if options.sample_length > 0:
         sampler = Sampler.from_model(model, config, data.vocab, options.seq_len)
