@@ -127,15 +127,15 @@ class Options(TaskOptions):
         "best": {
             "model": "lstm",
             "units": 512,
-            "dropout": 0.25,
+            "dropout": 0.3,
             "mode": "stream",
             "seq_len": 100,
             "batch_size": 64,
-            "epochs": 45,
+            "epochs": 25,
             "learning_rate": 2e-3,
             "lr_schedule": "cosine",
             "global_clipnorm": 5.0,
-            "patience": 45,
+            "patience": 25,
         }
     }
     # Language models predict the next character at every position.
