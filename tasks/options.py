@@ -376,7 +376,7 @@ def options_from_args(options_cls: type[TaskOptions], args: argparse.Namespace) 
     given = vars(args).copy()
     quick, preset = given.pop("quick", False), given.pop("preset", None)
     if quick and preset:
-        raise ConfigError("preset", preset, "not combined with --quick", "Pass --quick or --preset, not both")
+        raise ConfigError("preset", preset, "left out when --quick is given", "Pass --quick or --preset, not both")
     if preset:
         return options_cls.preset(preset, **given)
     return options_cls.quick(**given) if quick else options_cls(**given)

@@ -1,5 +1,7 @@
 """The benchmark tables' arithmetic and what the benchmarks run (the timings themselves are measured, not tested)."""
 
+from pathlib import Path
+
 from benchmarks.train_speed import REST, Shape, breakdown_table, table
 
 
@@ -60,3 +62,50 @@ def test_monitor_overhead_compares_the_keras_step_with_the_monitored_one():
     training.fit(model, data, epochs=1, verbose=0, monitor=False)
     assert np.isfinite(compiled_step_overhead(model, data, repeats=2, calls=1))
     assert model.training_plan is None  # Keras's own step again afterwards
+
+
+def test_recipe_selection_never_opens_the_test_file(tmp_path, monkeypatch):
+    """classify_select scores recipes on folds cut from the training file alone: it runs with no test
+    file beside the training file, and every file the task reads is one of its folds."""
+    import shutil
+
+    from benchmarks import classify_select as cs
+    from tasks.sequence_classification import data as D
+
+    train, test = D.bundled_paths("JapaneseVowels")
+    alone = tmp_path / "JapaneseVowels_TRAIN.ts"
+    shutil.copy(train, alone)
+    read, real_read_ts = [], D.read_ts
+    monkeypatch.setattr(D, "read_ts", lambda path: read.append(Path(path)) or real_read_ts(path))
+    argv = ["--train", str(alone), "--quick", "--recipes", "gru_last", "--folds", "2", "--jobs", "1"]
+    assert cs.main(argv) == 0
+    assert read and all(
+        p.name in {"fold0_fit.ts", "fold0_heldout.ts", "fold1_fit.ts", "fold1_heldout.ts"} for p in read
+    )
+    assert test.resolve() not in {p.resolve() for p in read}
+    assert not any("TEST" in p.name for p in tmp_path.rglob("*"))
+
+
+def test_folds_partition_the_training_cases_and_keep_every_class(tmp_path):
+    from benchmarks import classify_select as cs
+    from tasks.sequence_classification import data as D
+
+    train = D.bundled_paths("JapaneseVowels")[0]
+    _, cases, labels = cs.split_ts(train)
+    pairs = cs.write_folds(train, 3, tmp_path)
+    held = [cs.split_ts(h)[1] for _, h in pairs]
+    assert sorted(sum(held, [])) == sorted(cases)  # every case held out exactly once
+    for (fit, _), out in zip(pairs, held, strict=True):
+        fit_cases = cs.split_ts(fit)[1]
+        assert not set(fit_cases) & set(out) and len(fit_cases) + len(out) == len(cases)
+        assert {c.rsplit(":", 1)[1] for c in out} == set(labels)  # stratified: each class in each fold
+    assert (
+        cs.summarize(
+            [
+                {"recipe": "a", "fold": 0, "accuracy": 0.9, "log_loss": 0.3},
+                {"recipe": "b", "fold": 0, "accuracy": 0.9, "log_loss": 0.2},
+            ],
+            1,
+        )[0]["recipe"]
+        == "b"
+    )  # accuracy ties go to the lower log loss

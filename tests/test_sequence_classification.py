@@ -93,6 +93,22 @@ def test_padding_is_masked_and_length_is_respected():
         assert np.abs(model([values, np.maximum(lengths - 1, 1)]).numpy() - ref).max() > 1e-4
 
 
+def test_conv_front_end_never_sees_padding_and_saves(tmp_path):
+    """The Conv1D front end zeroes padded steps before each convolution, so padding cannot leak into
+    the last real steps through its kernels; the layer round-trips through model.keras."""
+    data = sc.load_data(_options(quick=True, conv_filters=4))
+    (values, lengths), _ = next(iter(data.test))
+    values, lengths = values.numpy(), lengths.numpy()
+    garbage = np.where(np.arange(values.shape[1])[None, :, None] < lengths[:, None, None], values, 123.0)
+    model = sc.build_model(_options(model="bidirectional", units=4).model_config(), data, pooling="mean")
+    assert model.get_layer("conv_front_end").filters == 4
+    ref = model([values, lengths]).numpy()
+    np.testing.assert_allclose(model([garbage.astype(np.float32), lengths]).numpy(), ref, atol=1e-6)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", compile=False)
+    np.testing.assert_allclose(loaded([values, lengths]).numpy(), ref, atol=1e-6)
+
+
 def test_every_zoo_model_trains_and_round_trips(tmp_path):
     data = sc.load_data(_options(quick=True, batch_size=64))
     (values, lengths), labels = next(iter(data.train))

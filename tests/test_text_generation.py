@@ -374,6 +374,18 @@ def test_quick_preset_explicit_values_win():
     assert from_cli == tg.Options.quick(epochs=2)
 
 
+def test_named_preset_explicit_values_win_and_bad_names_are_clear(capsys):
+    best = tg.Options.preset("best")
+    assert (best.mode, best.lr_schedule, best.units) == ("stream", "cosine", 512)
+    parser = build_parser(tg.Options, "seqzoo train textgen")
+    from_cli = options_from_args(tg.Options, parser.parse_args(["--preset", "best", "--units", "32"]))
+    assert from_cli == tg.Options.preset("best", units=32)
+    with pytest.raises(ConfigError, match="one of best"):
+        tg.Options.preset("fastest")
+    assert cli_main(["train", "textgen", "--preset", "best", "--quick"]) == 2
+    assert "--preset must be left out when --quick is given" in capsys.readouterr().err
+
+
 def test_missing_corpus_package_says_install_or_text_file(monkeypatch):
     def missing(name):
         raise importlib.metadata.PackageNotFoundError(name)
@@ -399,13 +411,19 @@ def test_cli_quick_with_epochs_trains_that_many_epochs(tmp_path, capsys):
         "--sample-length",
         "0",
         "--no-export",
+        "--lr-schedule",
+        "cosine",
+        "--learning-rate",
+        "0.004",
         "--runs",
         str(runs),
     ]
     assert cli_main(argv) == 0
     assert ", 2 epochs in " in capsys.readouterr().out
     [folder] = [p for p in (runs / "textgen" / "lstm").iterdir() if p.is_dir()]
-    assert len(list(csv.DictReader((folder / "history.csv").open()))) == 2
+    rows = list(csv.DictReader((folder / "history.csv").open()))
+    # cosine from 0.004 to 0 over 2 epochs: 0.004, then half of it
+    assert [float(r["learning_rate"]) for r in rows] == pytest.approx([0.004, 0.002])
 
 
 def test_run_returns_result_with_metrics_baseline_and_sample(tmp_path):

@@ -40,7 +40,17 @@ from tasks.common import (
     set_seed,
     strategy_scope,
 )
-from tasks.options import Result, TaskOptions, default, fraction, main_for, one_of, option, positive_int
+from tasks.options import (
+    Result,
+    TaskOptions,
+    default,
+    fraction,
+    main_for,
+    non_negative_int,
+    one_of,
+    option,
+    positive_int,
+)
 from tasks.sequence_classification import data as D
 from tasks.sequence_classification.report import classification_metrics, confusion_png
 from zoo import files
@@ -69,6 +79,7 @@ class ClassificationSpec:
     embedding_dim: int = 64
     pooling: str = "last"  # the head's defaults (build_model may override)
     noise: float = 0.0
+    conv_filters: int = 0
 
     def fixed_length(self, model: str) -> int | None:
         """The length every sequence is padded/cropped to for ``model`` (None: any length, masked)."""
@@ -78,6 +89,8 @@ class ClassificationSpec:
 
     def to_card(self) -> dict[str, Any]:
         out = {"kind": self.kind, "class_names": self.class_names, "pooling": self.pooling}
+        if self.conv_filters:
+            out["conv_filters"] = self.conv_filters
         if self.kind == "series":
             out |= {
                 "channels": self.channels,
@@ -139,6 +152,12 @@ class Options(TaskOptions):
     noise: float = option(
         0.0, "series: std of Gaussian noise added to the normalized inputs while training (0: off)", group="classifier"
     )
+    conv_filters: int = option(
+        0,
+        "series: filters of a Conv1D front end (kernels 5 and 3, ReLU) that the recurrent body reads, "
+        "as in LSTM-FCN (0: none)",
+        group="classifier",
+    )
     # Defaults from earlier tuning on JapaneseVowels, which also looked at test accuracy: to be
     # re-chosen on a validation split only.
     model: str = default("model", "gru")
@@ -161,6 +180,7 @@ class Options(TaskOptions):
         positive_int("vocab_size", self.vocab_size)
         positive_int("embedding_dim", self.embedding_dim)
         one_of("pooling", self.pooling, POOLINGS)
+        non_negative_int("conv_filters", self.conv_filters)
         if isinstance(self.noise, bool) or not isinstance(self.noise, (int, float)) or self.noise < 0:
             raise ConfigError("noise", self.noise, "a number >= 0")
 
@@ -208,6 +228,7 @@ def _load_series(options: Options) -> TaskData:
         std=norm.std.tolist(),
         pooling=options.pooling,
         noise=options.noise,
+        conv_filters=options.conv_filters,
     )
     length = spec.fixed_length(options.model)  # the model fits lengths itself; data is only padded
     all_lengths = np.concatenate([full.lengths, test.lengths])
@@ -287,7 +308,7 @@ def build_model(config: ModelConfig, data: TaskData, *, pooling: str | None = No
     import keras
 
     import zoo
-    from tasks.sequence_classification.layers import FitLength, LengthMask
+    from tasks.sequence_classification.layers import ConvFrontEnd, FitLength, LengthMask
 
     spec = data.spec
     pooling = spec.pooling if pooling is None else pooling
@@ -312,6 +333,8 @@ def build_model(config: ModelConfig, data: TaskData, *, pooling: str | None = No
         if length is not None:
             x = FitLength(length, name="fit_length")(x)  # (batch, T, channels)
         x = LengthMask(name="length_mask")([x, lengths])
+        if spec.conv_filters:
+            x = ConvFrontEnd(spec.conv_filters, name="conv_front_end")(x)
         inputs = [values, lengths]
     x = zoo.apply(config, x)  # (batch, units') or (batch, time, units') to pool
     if pooling == "mean":
@@ -428,6 +451,7 @@ def run(options: Options, *, verbose: int | str = "auto") -> Result:
                 "seed": options.seed,
                 "lr_schedule": options.lr_schedule,
                 "noise": options.noise,
+                "conv_filters": options.conv_filters,
                 **options.training_kwargs(),
             },
             "serve": (

@@ -59,3 +59,43 @@ class FitLength(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "timesteps": self.timesteps}
+
+
+@keras.saving.register_keras_serializable(package="seqzoo")
+class ConvFrontEnd(keras.layers.Layer):
+    """Same-padded ``Conv1D`` + ReLU layers over the real steps, the mask passed on unchanged.
+
+    Local features for the recurrent body to read, as in LSTM-FCN. Padded steps are
+    zeroed before every convolution, so a sequence's last steps never see the padding.
+    """
+
+    def __init__(self, filters: int, kernel_sizes: tuple[int, ...] = (5, 3), **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+        self.filters = filters
+        self.kernel_sizes = tuple(kernel_sizes)
+        self.convs = [
+            keras.layers.Conv1D(filters, k, padding="same", activation="relu", name=f"conv_{i}")
+            for i, k in enumerate(self.kernel_sizes)
+        ]
+
+    def build(self, input_shape):
+        shape = input_shape
+        for conv in self.convs:
+            conv.build(shape)
+            shape = conv.compute_output_shape(shape)
+
+    def call(self, x, mask=None):
+        keep = None if mask is None else ops.expand_dims(ops.cast(mask, x.dtype), -1)
+        for conv in self.convs:
+            x = conv(x if keep is None else x * keep)
+        return x if keep is None else x * keep
+
+    def compute_mask(self, inputs, mask=None):
+        return mask
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_sizes": list(self.kernel_sizes)}
