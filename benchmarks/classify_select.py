@@ -59,6 +59,8 @@ RECIPES: dict[str, dict[str, object]] = {
     "conv_bigru_mean": {"model": "bidirectional", "cell": "gru", "pooling": "mean", "noise": 0.1, "conv_filters": 64},
     "conv_bilstm_mean": {"model": "bidirectional", "cell": "lstm", "pooling": "mean", "noise": 0.1,
                          "conv_filters": 64},
+    "conv128_bigru128_mean": {"model": "bidirectional", "cell": "gru", "pooling": "mean", "noise": 0.2,
+                              "conv_filters": 128, "units": 128, "dropout": 0.3},
 }  # fmt: skip
 
 

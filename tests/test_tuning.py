@@ -368,6 +368,8 @@ def test_tune_from_python_without_argv(tmp_path):
     assert record["samples"] == 64 and "export" not in record and "saved_models" not in record
     with pytest.raises(ConfigError, match="strategy must be 'none' in a search"):
         tune(toy, options.replace(strategy="mirrored"), space=space, project=tmp_path / "q")
+    with pytest.raises(ConfigError, match="lr_schedule must be 'constant' in a search"):
+        tune(toy, options.replace(lr_schedule="cosine"), space=space, project=tmp_path / "q")
     with pytest.raises(TypeError, match="options must be tasks.sequence_classification.Options"):
         tune("classify", options, space=space, project=tmp_path / "q")
 

@@ -72,6 +72,14 @@ def check_options(task: ModuleType, options: TaskOptions) -> None:
             "'none' in a search (each trial trains on one device)",
             "Data-parallel strategies are for seqzoo train; spread trials over processes with --workers N instead",
         )
+    if options.lr_schedule != "constant":
+        # A schedule callback would overwrite the learning rate each trial draws.
+        raise ConfigError(
+            "lr_schedule",
+            options.lr_schedule,
+            "'constant' in a search (each trial draws its own learning rate)",
+            "Search with a constant rate, then train the best trial with seqzoo train ... --lr-schedule cosine",
+        )
 
 
 def depth_name(models: list[str]) -> str:

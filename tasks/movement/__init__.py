@@ -32,6 +32,7 @@ from tasks.common import (
     distribution_strategy,
     finish_run,
     resolve_run_dir,
+    schedule_callbacks,
     set_seed,
     strategy_scope,
 )
@@ -315,7 +316,14 @@ def train(
     )
     kwargs = {**options.fit_kwargs(), **fit_overrides}
     history = fit(
-        model, data.train, data.val, epochs=options.epochs, run_dir=run_dir, callbacks=[stop], verbose=verbose, **kwargs
+        model,
+        data.train,
+        data.val,
+        epochs=options.epochs,
+        run_dir=run_dir,
+        callbacks=[stop, *schedule_callbacks(options)],
+        verbose=verbose,
+        **kwargs,
     )
     return model, history
 

@@ -112,7 +112,17 @@ def __getattr__(name: str) -> Any:
 
 
 # The settings an export's card records besides the optimizer's.
-CARD_SETTINGS = ("seq_len", "embedding_dim", "mode", "batch_size", "epochs", "patience", "seed", "small_data")
+CARD_SETTINGS = (
+    "seq_len",
+    "embedding_dim",
+    "mode",
+    "batch_size",
+    "epochs",
+    "lr_schedule",
+    "patience",
+    "seed",
+    "small_data",
+)
 
 
 @dataclass(frozen=True)
