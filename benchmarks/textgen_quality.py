@@ -20,6 +20,7 @@ import os
 import resource
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 
@@ -152,10 +153,11 @@ def save_curve(name: str, curve: list[tuple], sample: str | None, what: str) -> 
     minutes = [c[1] / 60 for c in curve]
     ax.plot(minutes, [c[3] for c in curve], label="training (dropout on)", color="0.6")
     ax.plot(minutes, [c[4] for c in curve], label="validation", color="C0", marker=".")
-    for target in (1.75, 1.45):
+    for target, label in ((1.75, "1.75: 3-minute target"), (1.45, "1.45: 60-minute target")):
         ax.axhline(target, color="C3", lw=0.8, ls="--")
-    ax.set(xlabel="training wall time (minutes)", ylabel="nats/char", title=what[:90], ylim=(1.0, 2.6))
-    ax.title.set_fontsize(7)
+        ax.annotate(label, (0, target), xytext=(2, 2), textcoords="offset points", color="C3", fontsize=7)
+    ax.set(xlabel="training wall time (minutes)", ylabel="nats/char", ylim=(1.0, 2.6))
+    ax.set_title(textwrap.fill(what, 110), fontsize=7)
     ax.legend()
     fig.tight_layout()
     fig.savefig(CURVES / f"{name}.png", dpi=120)
