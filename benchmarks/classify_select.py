@@ -61,6 +61,15 @@ RECIPES: dict[str, dict[str, object]] = {
                          "conv_filters": 64},
     "conv128_bigru128_mean": {"model": "bidirectional", "cell": "gru", "pooling": "mean", "noise": 0.2,
                               "conv_filters": 128, "units": 128, "dropout": 0.3},
+    # Second round, added after the first showed wider, more regularized models ahead (held-out folds only).
+    "bigru256_mean": {"model": "bidirectional", "cell": "gru", "pooling": "mean", "noise": 0.2, "units": 256,
+                      "dropout": 0.3},
+    "bigru128_mean_strong": {"model": "bidirectional", "cell": "gru", "pooling": "mean", "noise": 0.3,
+                             "units": 128, "dropout": 0.4},
+    "bigru128_mean_150": {"model": "bidirectional", "cell": "gru", "pooling": "mean", "noise": 0.2, "units": 128,
+                          "dropout": 0.3, "epochs": 150},
+    "bilstm128_mean": {"model": "bidirectional", "cell": "lstm", "pooling": "mean", "noise": 0.2, "units": 128,
+                       "dropout": 0.3},
 }  # fmt: skip
 
 

@@ -109,3 +109,12 @@ def test_folds_partition_the_training_cases_and_keep_every_class(tmp_path):
         )[0]["recipe"]
         == "b"
     )  # accuracy ties go to the lower log loss
+
+
+def test_classify_best_preset_is_the_recipe_the_committed_selection_chose():
+    from benchmarks import classify_select as cs
+    from tasks.sequence_classification import Options
+
+    summary = cs.summarize(cs.load_done(cs.SELECTION / "JapaneseVowels.jsonl"), folds=5)
+    assert summary[0]["complete"]
+    assert Options.PRESETS["best"] == cs.recipe_options(summary[0]["recipe"])

@@ -265,6 +265,7 @@ def test_read_only_export_root_fails_before_training(tmp_path, small_disk):
     assert "Epoch" not in done.stdout and not list((tmp_path / "runs").glob("**/history.csv"))
 
 
+@pytest.mark.slow
 def test_full_export_disk_keeps_the_export_and_seqzoo_export_redoes_it(tmp_path, small_disk):
     full = small_disk("full", "size=64k")
     done = _seqzoo(*_classify(tmp_path, "--saved-models", str(full), "--run-name", "r"), cwd=tmp_path)

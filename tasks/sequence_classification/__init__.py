@@ -26,7 +26,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -119,6 +119,24 @@ class TaskData:
 @dataclass(frozen=True)
 class Options(TaskOptions):
     """Every setting of ``seqzoo train classify``; see :class:`tasks.options.TaskOptions` for the shared ones."""
+
+    # --preset best: the recipe benchmarks/classify_select chose by 5-fold cross-validation inside
+    # JapaneseVowels' training file (docs/tasks.md); it trains on the whole training file.
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "best": {
+            "model": "bidirectional",
+            "cell": "lstm",
+            "units": 128,
+            "dropout": 0.3,
+            "pooling": "mean",
+            "noise": 0.2,
+            "val_fraction": 0.0,
+            "epochs": 80,
+            "batch_size": 16,
+            "learning_rate": 3e-3,
+            "lr_schedule": "cosine",
+        }
+    }
 
     # data
     dataset: str = option(
