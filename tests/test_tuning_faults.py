@@ -127,6 +127,7 @@ def _stop(*procs):
             p.wait()
 
 
+@pytest.mark.slow
 def test_chief_gives_up_on_a_worker_that_stopped_reporting(tmp_path):
     """Two hand-started workers; w0 is SIGKILLed mid-trial and never comes back: after --worker-timeout the
     chief marks its trial FAILED with the reason, w1 runs the rest, and the search ends on its own."""
@@ -185,6 +186,7 @@ def test_workers_exit_within_the_connect_timeout_when_the_chief_is_killed(tmp_pa
     assert len(lines) == 1 and f"status {EXIT_LOST_CHIEF}" in lines[0], log[-2000:]
 
 
+@pytest.mark.slow
 def test_launcher_reports_a_dead_chief_and_exits_with_the_documented_status(tmp_path):
     """The launcher's chief is SIGKILLed: the launcher says so in one line, its workers exit within the
     connect timeout, and its exit status is EXIT_LOST_CHIEF."""
