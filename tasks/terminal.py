@@ -40,10 +40,14 @@ def quiet_tensorflow() -> None:
     """Import TensorFlow (and probe its devices) without its native start-up logging.
 
     Call it where a command starts its work, after parsing its flags, so that ``--help``
-    never imports TensorFlow. A no-op once TensorFlow is imported or with ``SEQZOO_TF_LOGS=1``.
+    never imports TensorFlow. It also switches on the on-disk cache of XLA's compiled
+    programs (:mod:`tasks.xla_cache`). A no-op once TensorFlow is imported or with ``SEQZOO_TF_LOGS=1``.
     When TensorFlow finds no GPU on a machine with an NVIDIA driver, one line in seqzoo's
     words says so.
     """
+    from tasks import xla_cache
+
+    xla_cache.enable()  # before the import: TensorFlow reads its XLA flags once
     if "tensorflow" in sys.modules or tensorflow_logs_wanted():
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # native INFO and WARNING lines after start-up

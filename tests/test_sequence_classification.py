@@ -18,6 +18,7 @@ import tensorflow as tf
 import tasks.sequence_classification as sc
 from tasks.sequence_classification import data as D
 from zoo.config import MODEL_NAMES
+from zoo.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -107,6 +108,62 @@ def test_conv_front_end_never_sees_padding_and_saves(tmp_path):
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras", compile=False)
     np.testing.assert_allclose(loaded([values, lengths]).numpy(), ref, atol=1e-6)
+
+
+def test_resample_interpolates_the_real_steps_only():
+    """Each series' real steps land on evenly spaced points (numpy's interp, per channel); NaN padding,
+    a length-1 series and the unshared_rnn's fixed length are all handled inside the model."""
+    from tasks.sequence_classification.layers import Resample
+
+    rng = np.random.default_rng(0)
+    series = [rng.normal(size=(n, 3)).astype(np.float32) for n in (1, 2, 7, 12)]
+    padded = np.full((4, 12, 3), np.nan, np.float32)
+    for i, s in enumerate(series):
+        padded[i, : len(s)] = s
+    lengths = np.array([len(s) for s in series], np.int32)
+    out = Resample(9)([padded, lengths]).numpy()
+    for i, s in enumerate(series):
+        where = np.linspace(0, len(s) - 1, 9)
+        expected = np.stack([np.interp(where, np.arange(len(s)), s[:, c]) for c in range(3)], -1)
+        np.testing.assert_allclose(out[i], expected, atol=1e-5)
+
+    data = sc.load_data(_options(quick=True, resample=20))
+    assert data.provenance["resampled_to"] == 20 and data.spec.to_card()["resample"] == 20
+    (values, lengths), _ = next(iter(data.test))
+    values, lengths = values.numpy(), lengths.numpy()
+    longer = np.concatenate([values, np.full((len(values), 5, 12), np.nan, np.float32)], axis=1)
+    model = sc.build_model(_options(model="unshared_rnn", units=4).model_config(), data)
+    assert model.get_layer("resample").output.shape[1] == 20
+    np.testing.assert_allclose(model([longer, lengths]).numpy(), model([values, lengths]).numpy(), atol=1e-6)
+
+
+def test_fcn_branch_is_blind_to_padding_learns_and_saves(tmp_path):
+    """LSTM-FCN: the convolutional branch's batch statistics, convolutions and mean see only real
+    steps (a batch with garbage padding trains to the same weights), and it round-trips."""
+    data = sc.load_data(_options(quick=True, fcn_filters=4))
+    (values, lengths), labels = next(iter(data.test))
+    values, lengths = values.numpy(), lengths.numpy()
+    garbage = np.where(np.arange(values.shape[1])[None, :, None] < lengths[:, None, None], values, 123.0)
+    config = _options(model="gru", units=4).model_config()
+    models = []
+    for batch in (values, garbage.astype(np.float32)):
+        keras.utils.set_random_seed(0)
+        model = sc.compile(sc.build_model(config, data), data, learning_rate=1e-2)
+        model.train_on_batch([batch, lengths], labels)  # batch norm's statistics move in training mode
+        models.append(model)
+    assert models[0].get_layer("fcn_branch").filters == 4
+    ref = models[0]([values, lengths]).numpy()
+    np.testing.assert_allclose(models[1]([garbage.astype(np.float32), lengths]).numpy(), ref, atol=1e-5)
+    models[0].save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", compile=False)
+    np.testing.assert_allclose(loaded([values, lengths]).numpy(), ref, atol=1e-6)
+
+
+def test_resample_excludes_max_length_and_needs_two_steps():
+    with pytest.raises(ConfigError, match="not both"):
+        sc.Options(resample=29, max_length=20)
+    with pytest.raises(ConfigError, match="at least 2"):
+        sc.Options(resample=1)
 
 
 def test_every_zoo_model_trains_and_round_trips(tmp_path):

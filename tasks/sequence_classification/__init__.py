@@ -80,17 +80,22 @@ class ClassificationSpec:
     pooling: str = "last"  # the head's defaults (build_model may override)
     noise: float = 0.0
     conv_filters: int = 0
+    fcn_filters: int = 0
+    resample: int | None = None  # series: every sequence stretched onto this many steps inside the model
 
     def fixed_length(self, model: str) -> int | None:
         """The length every sequence is padded/cropped to for ``model`` (None: any length, masked)."""
+        if self.resample:
+            return None  # the model resamples every sequence itself
         if self.max_length:
             return self.max_length
         return self.train_max_length if model == "unshared_rnn" and self.kind == "series" else None
 
     def to_card(self) -> dict[str, Any]:
         out = {"kind": self.kind, "class_names": self.class_names, "pooling": self.pooling}
-        if self.conv_filters:
-            out["conv_filters"] = self.conv_filters
+        for name in ("conv_filters", "fcn_filters", "resample"):
+            if getattr(self, name):
+                out[name] = getattr(self, name)
         if self.kind == "series":
             out |= {
                 "channels": self.channels,
@@ -176,6 +181,19 @@ class Options(TaskOptions):
         "as in LSTM-FCN (0: none)",
         group="classifier",
     )
+    fcn_filters: int = option(
+        0,
+        "series: a fully convolutional branch beside the recurrent body, as in LSTM-FCN: Conv1D blocks of "
+        "F, 2F, F filters (kernels 8, 5, 3) with batch norm and ReLU, mean-pooled and joined to the body's "
+        "summary before the softmax (0: none; the published FCN uses 128)",
+        group="classifier",
+    )
+    resample: int | None = option(
+        None,
+        "series: stretch every sequence onto this many evenly spaced steps by linear interpolation, inside "
+        "the model (the published FCN/ResNet preprocessing of variable-length sets); excludes max_length",
+        group="data",
+    )
     # Defaults from earlier tuning on JapaneseVowels, which also looked at test accuracy: to be
     # re-chosen on a validation split only.
     model: str = default("model", "gru")
@@ -199,6 +217,18 @@ class Options(TaskOptions):
         positive_int("embedding_dim", self.embedding_dim)
         one_of("pooling", self.pooling, POOLINGS)
         non_negative_int("conv_filters", self.conv_filters)
+        non_negative_int("fcn_filters", self.fcn_filters)
+        positive_int("resample", self.resample, optional=True)
+        if self.resample is not None and self.resample < 2:
+            raise ConfigError("resample", self.resample, "at least 2 steps (or None to keep the lengths)")
+        if self.resample is not None and self.max_length is not None:
+            raise ConfigError(
+                "resample",
+                self.resample,
+                "left unset when max_length is given",
+                "Pass resample (every sequence stretched onto that many steps) or max_length (padded or "
+                "cropped to it), not both",
+            )
         if isinstance(self.noise, bool) or not isinstance(self.noise, (int, float)) or self.noise < 0:
             raise ConfigError("noise", self.noise, "a number >= 0")
 
@@ -247,6 +277,8 @@ def _load_series(options: Options) -> TaskData:
         pooling=options.pooling,
         noise=options.noise,
         conv_filters=options.conv_filters,
+        fcn_filters=options.fcn_filters,
+        resample=options.resample,
     )
     length = spec.fixed_length(options.model)  # the model fits lengths itself; data is only padded
     all_lengths = np.concatenate([full.lengths, test.lengths])
@@ -271,6 +303,8 @@ def _load_series(options: Options) -> TaskData:
             f"{cropped} longer train/val/test sequences keep only their first {length} steps."
         )
         provenance["fixed_length"] = length
+    if options.resample:
+        provenance["resampled_to"] = options.resample  # by linear interpolation, inside the model
     bs = options.batch_size
     return TaskData(
         train=_series_dataset(train, names, None, bs, shuffle_seed=options.seed),
@@ -326,7 +360,7 @@ def build_model(config: ModelConfig, data: TaskData, *, pooling: str | None = No
     import keras
 
     import zoo
-    from tasks.sequence_classification.layers import ConvFrontEnd, FitLength, LengthMask
+    from tasks.sequence_classification.layers import ConvFrontEnd, FCNBranch, FitLength, LengthMask, Resample
 
     spec = data.spec
     pooling = spec.pooling if pooling is None else pooling
@@ -334,6 +368,7 @@ def build_model(config: ModelConfig, data: TaskData, *, pooling: str | None = No
     if pooling not in POOLINGS:
         raise ValueError(f"Unknown pooling {pooling!r}; expected one of {', '.join(POOLINGS)}")
     config = config.replace(return_sequences=pooling != "last")
+    branch = None  # LSTM-FCN's convolutional summary, joined to the body's before the head
     if spec.kind == "text":
         text = keras.Input(shape=(), dtype="string", name="text")
         tokens = spec.vectorizer(text)  # (batch, max_length) int, 0 = padding
@@ -347,16 +382,23 @@ def build_model(config: ModelConfig, data: TaskData, *, pooling: str | None = No
         x = keras.layers.Normalization(mean=spec.mean, variance=np.square(spec.std), name="normalize")(values)
         if noise:
             x = keras.layers.GaussianNoise(noise, name="noise")(x)  # training only
-        length = spec.fixed_length(config.model)
-        if length is not None:
-            x = FitLength(length, name="fit_length")(x)  # (batch, T, channels)
-        x = LengthMask(name="length_mask")([x, lengths])
+        if spec.resample:
+            x = Resample(spec.resample, name="resample")([x, lengths])  # (batch, resample, channels), no padding
+        else:
+            length = spec.fixed_length(config.model)
+            if length is not None:
+                x = FitLength(length, name="fit_length")(x)  # (batch, T, channels)
+            x = LengthMask(name="length_mask")([x, lengths])
+        if spec.fcn_filters:
+            branch = FCNBranch(spec.fcn_filters, name="fcn_branch")(x)
         if spec.conv_filters:
             x = ConvFrontEnd(spec.conv_filters, name="conv_front_end")(x)
         inputs = [values, lengths]
     x = zoo.apply(config, x)  # (batch, units') or (batch, time, units') to pool
     if pooling == "mean":
         x = keras.layers.GlobalAveragePooling1D(name="mean_pool")(x)  # masked steps excluded
+    if branch is not None:
+        x = keras.layers.Concatenate(name="join_fcn")([x, branch])
     probs = keras.layers.Dense(len(spec.class_names), activation="softmax", name="classes")(x)
     return zoo.SeqModel(inputs, probs, name=f"classify_{config.model}")
 
@@ -470,6 +512,8 @@ def run(options: Options, *, verbose: int | str = "auto") -> Result:
                 "lr_schedule": options.lr_schedule,
                 "noise": options.noise,
                 "conv_filters": options.conv_filters,
+                "fcn_filters": options.fcn_filters,
+                "resample": options.resample,
                 **options.training_kwargs(),
             },
             "serve": (

@@ -1,4 +1,4 @@
-"""The two layers a series classifier puts in front of a zoo body.
+"""The layers a series classifier puts around a zoo body.
 
 ``tasks.export.load_keras`` registers them before loading a classify export's
 ``model.keras`` (the SavedModel needs nothing).
@@ -62,6 +62,45 @@ class FitLength(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="seqzoo")
+class Resample(keras.layers.Layer):
+    """``[values, lengths] -> (batch, timesteps, channels)``: each series' real steps stretched or
+    squeezed onto ``timesteps`` evenly spaced points by linear interpolation.
+
+    Every series then spans the same axis whatever its length, the preprocessing behind the
+    published FCN/ResNet results on variable-length UEA sets; the padding is never read.
+    """
+
+    def __init__(self, timesteps: int, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 2:
+            raise ValueError(
+                f"Received an invalid value for argument timesteps, expected an integer >= 2, got {timesteps!r}"
+            )
+        self.timesteps = timesteps
+
+    def call(self, inputs):
+        x, lengths = inputs
+        last = ops.cast(ops.maximum(lengths, 1) - 1, x.dtype)  # (batch,) index of the last real step
+        where = ops.expand_dims(last, 1) * ops.linspace(0.0, 1.0, self.timesteps, dtype=x.dtype)  # (batch, N)
+        below = ops.floor(where)
+        weight = ops.expand_dims(where - below, -1)  # (batch, N, 1)
+        below = ops.cast(below, "int32")
+        above = ops.minimum(below + 1, ops.expand_dims(ops.cast(last, "int32"), 1))
+
+        def gather(index):  # x[b, index[b, n], :]
+            index = ops.repeat(ops.expand_dims(index, -1), ops.shape(x)[-1], axis=-1)
+            return ops.take_along_axis(x, index, axis=1)
+
+        return gather(below) * (1.0 - weight) + gather(above) * weight
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], self.timesteps, input_shape[0][2])
+
+    def get_config(self):
+        return {**super().get_config(), "timesteps": self.timesteps}
+
+
+@keras.saving.register_keras_serializable(package="seqzoo")
 class ConvFrontEnd(keras.layers.Layer):
     """Same-padded ``Conv1D`` + ReLU layers over the real steps, the mask passed on unchanged.
 
@@ -99,3 +138,51 @@ class ConvFrontEnd(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_sizes": list(self.kernel_sizes)}
+
+
+@keras.saving.register_keras_serializable(package="seqzoo")
+class FCNBranch(keras.layers.Layer):
+    """The fully convolutional network of LSTM-FCN, read beside the recurrent body: three blocks of
+    same-padded ``Conv1D``, batch normalization and ReLU (``filters``, ``2 * filters``, ``filters``
+    channels; kernels 8, 5, 3), then the mean over the real steps: ``(batch, filters)``.
+
+    Padded steps are zeroed before every convolution and left out of the batch statistics and the
+    mean, so a sequence's padding never changes its features.
+    """
+
+    KERNELS = (8, 5, 3)
+
+    def __init__(self, filters: int, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+        self.filters = filters
+        widths = (filters, 2 * filters, filters)
+        self.convs = [
+            keras.layers.Conv1D(w, k, padding="same", name=f"conv_{i}")
+            for i, (w, k) in enumerate(zip(widths, self.KERNELS, strict=True))
+        ]
+        self.norms = [keras.layers.BatchNormalization(name=f"batch_norm_{i}") for i in range(len(widths))]
+        self.pool = keras.layers.GlobalAveragePooling1D(name="mean_pool")
+
+    def build(self, input_shape):
+        shape = input_shape
+        for conv, norm in zip(self.convs, self.norms, strict=True):
+            conv.build(shape)
+            shape = conv.compute_output_shape(shape)
+            norm.build(shape)
+
+    def call(self, x, training=None, mask=None):
+        keep = None if mask is None else ops.expand_dims(ops.cast(mask, x.dtype), -1)
+        for conv, norm in zip(self.convs, self.norms, strict=True):
+            x = conv(x if keep is None else x * keep)
+            x = ops.relu(norm(x, training=training, mask=mask))
+        return self.pool(x, mask=mask)
+
+    def compute_mask(self, inputs, mask=None):
+        return None  # pooled: one vector per sequence
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters}
