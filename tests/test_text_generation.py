@@ -440,3 +440,6 @@ def test_run_returns_result_with_metrics_baseline_and_sample(tmp_path):
     )
     assert len(result.details["sample"]) == 40  # the quick preset's sample length
     assert result.run_dir.is_dir() and (result.run_dir / "metrics.json").is_file()
+    # the validation loss fit measured for the restored epoch is the one a fresh evaluation gives
+    data = result.details["data"]
+    assert m["val_loss"] == pytest.approx(result.model.evaluate(data.val, verbose=0)[0], rel=1e-5)

@@ -271,10 +271,15 @@ def run(options: Options, *, callbacks: Iterable[Any] = (), verbose: int | str =
             **fit_options(options, data),
         )
     train_loss = float(history.history["loss"][-1])
+    # Early stopping restored the epoch with the lowest validation loss, measured on the same windows
+    # (a streaming run validated on carried streams instead, so its windows are evaluated afresh).
+    known_val = (
+        None if options.mode == "stream" or not history.history.get("val_loss") else min(history.history["val_loss"])
+    )
     metrics = {
         "train_loss": train_loss,
         "train_bits_per_char": train_loss / LN2,
-        **evaluate(model, data),
+        **evaluate(model, data, val_loss=known_val),
         "epochs_run": len(history.history["loss"]),
         "train_seconds": round(time.perf_counter() - start, 1),
     }

@@ -121,11 +121,15 @@ def compile(model, data: TaskData | None = None, **training_kwargs):  # noqa: A0
     return compile_model(model, loss=next_char_loss, metrics=metrics, **training_kwargs)
 
 
-def evaluate(model, data: TaskData) -> dict[str, float]:
-    """Loss of the stateless model on validation and test windows (fresh state per window)."""
+def evaluate(model, data: TaskData, *, val_loss: float | None = None) -> dict[str, float]:
+    """Loss of the stateless model on validation and test windows (fresh state per window).
+
+    ``val_loss``: the validation loss already measured on these windows with these weights
+    (the best epoch's, which early stopping restores), so it is not computed again."""
     out = {}
     for name, ds in (("val", data.val), ("test", data.test)):
-        res = model.evaluate(ds, verbose=0, return_dict=True)
-        out[f"{name}_loss"] = float(res["loss"])
-        out[f"{name}_bits_per_char"] = float(res["loss"]) / LN2
+        loss = val_loss if name == "val" and val_loss is not None else model.evaluate(ds, verbose=0)
+        loss = float(loss[0] if isinstance(loss, list) else loss)
+        out[f"{name}_loss"] = loss
+        out[f"{name}_bits_per_char"] = loss / LN2
     return out
