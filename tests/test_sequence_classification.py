@@ -127,8 +127,10 @@ def test_resample_interpolates_the_real_steps_only():
         expected = np.stack([np.interp(where, np.arange(len(s)), s[:, c]) for c in range(3)], -1)
         np.testing.assert_allclose(out[i], expected, atol=1e-5)
 
-    data = sc.load_data(_options(quick=True, resample=20))
-    assert data.provenance["resampled_to"] == 20 and data.spec.to_card()["resample"] == 20
+    longest = sc.load_data(_options(quick=True, resample=True))
+    assert longest.provenance["resampled_to"] == longest.spec.train_max_length  # the default length
+    data = sc.load_data(_options(quick=True, resample=True, max_length=20))
+    assert data.provenance["resampled_to"] == 20 and data.spec.to_card()["resampled_to"] == 20
     (values, lengths), _ = next(iter(data.test))
     values, lengths = values.numpy(), lengths.numpy()
     longer = np.concatenate([values, np.full((len(values), 5, 12), np.nan, np.float32)], axis=1)
@@ -159,11 +161,11 @@ def test_fcn_branch_is_blind_to_padding_learns_and_saves(tmp_path):
     np.testing.assert_allclose(loaded([values, lengths]).numpy(), ref, atol=1e-6)
 
 
-def test_resample_excludes_max_length_and_needs_two_steps():
-    with pytest.raises(ConfigError, match="not both"):
-        sc.Options(resample=29, max_length=20)
+def test_resample_needs_two_steps_and_a_bool():
     with pytest.raises(ConfigError, match="at least 2"):
-        sc.Options(resample=1)
+        sc.Options(resample=True, max_length=1)
+    with pytest.raises(ConfigError, match="True or False"):
+        sc.Options(resample=29)
 
 
 def test_every_zoo_model_trains_and_round_trips(tmp_path):

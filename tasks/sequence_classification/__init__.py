@@ -81,7 +81,7 @@ class ClassificationSpec:
     noise: float = 0.0
     conv_filters: int = 0
     fcn_filters: int = 0
-    resample: int | None = None  # series: every sequence stretched onto this many steps inside the model
+    resample: bool = False  # series: every sequence stretched onto resample_length() steps inside the model
 
     def fixed_length(self, model: str) -> int | None:
         """The length every sequence is padded/cropped to for ``model`` (None: any length, masked)."""
@@ -91,11 +91,17 @@ class ClassificationSpec:
             return self.max_length
         return self.train_max_length if model == "unshared_rnn" and self.kind == "series" else None
 
+    def resample_length(self) -> int:
+        """The steps ``resample`` stretches every sequence onto: max_length, else the longest training one."""
+        return self.max_length or self.train_max_length
+
     def to_card(self) -> dict[str, Any]:
         out = {"kind": self.kind, "class_names": self.class_names, "pooling": self.pooling}
-        for name in ("conv_filters", "fcn_filters", "resample"):
+        for name in ("conv_filters", "fcn_filters"):
             if getattr(self, name):
                 out[name] = getattr(self, name)
+        if self.resample:
+            out["resampled_to"] = self.resample_length()
         if self.kind == "series":
             out |= {
                 "channels": self.channels,
@@ -188,10 +194,11 @@ class Options(TaskOptions):
         "summary before the softmax (0: none; the published FCN uses 128)",
         group="classifier",
     )
-    resample: int | None = option(
-        None,
-        "series: stretch every sequence onto this many evenly spaced steps by linear interpolation, inside "
-        "the model (the published FCN/ResNet preprocessing of variable-length sets); excludes max_length",
+    resample: bool = option(
+        False,
+        "series: stretch every sequence onto max_length evenly spaced steps (default: the longest training "
+        "sequence's) by linear interpolation inside the model, the published FCN/ResNet preprocessing of "
+        "variable-length sets, instead of padding and masking",
         group="data",
     )
     # Defaults from earlier tuning on JapaneseVowels, which also looked at test accuracy: to be
@@ -218,17 +225,10 @@ class Options(TaskOptions):
         one_of("pooling", self.pooling, POOLINGS)
         non_negative_int("conv_filters", self.conv_filters)
         non_negative_int("fcn_filters", self.fcn_filters)
-        positive_int("resample", self.resample, optional=True)
-        if self.resample is not None and self.resample < 2:
-            raise ConfigError("resample", self.resample, "at least 2 steps (or None to keep the lengths)")
-        if self.resample is not None and self.max_length is not None:
-            raise ConfigError(
-                "resample",
-                self.resample,
-                "left unset when max_length is given",
-                "Pass resample (every sequence stretched onto that many steps) or max_length (padded or "
-                "cropped to it), not both",
-            )
+        if not isinstance(self.resample, bool):
+            raise ConfigError("resample", self.resample, "True or False")
+        if self.resample and self.max_length == 1:
+            raise ConfigError("max_length", self.max_length, "at least 2 when resample is on (steps to stretch onto)")
         if isinstance(self.noise, bool) or not isinstance(self.noise, (int, float)) or self.noise < 0:
             raise ConfigError("noise", self.noise, "a number >= 0")
 
@@ -304,7 +304,7 @@ def _load_series(options: Options) -> TaskData:
         )
         provenance["fixed_length"] = length
     if options.resample:
-        provenance["resampled_to"] = options.resample  # by linear interpolation, inside the model
+        provenance["resampled_to"] = spec.resample_length()  # by linear interpolation, inside the model
     bs = options.batch_size
     return TaskData(
         train=_series_dataset(train, names, None, bs, shuffle_seed=options.seed),
@@ -383,7 +383,7 @@ def build_model(config: ModelConfig, data: TaskData, *, pooling: str | None = No
         if noise:
             x = keras.layers.GaussianNoise(noise, name="noise")(x)  # training only
         if spec.resample:
-            x = Resample(spec.resample, name="resample")([x, lengths])  # (batch, resample, channels), no padding
+            x = Resample(spec.resample_length(), name="resample")([x, lengths])  # (batch, steps, channels): no padding
         else:
             length = spec.fixed_length(config.model)
             if length is not None:
