@@ -102,8 +102,8 @@ def test_folds_partition_the_training_cases_and_keep_every_class(tmp_path):
     assert (
         cs.summarize(
             [
-                {"recipe": "a", "fold": 0, "accuracy": 0.9, "log_loss": 0.3},
-                {"recipe": "b", "fold": 0, "accuracy": 0.9, "log_loss": 0.2},
+                {"recipe": "a", "split": 0, "fold": 0, "accuracy": 0.9, "log_loss": 0.3},
+                {"recipe": "b", "split": 0, "fold": 0, "accuracy": 0.9, "log_loss": 0.2},
             ],
             1,
         )[0]["recipe"]
@@ -115,6 +115,7 @@ def test_classify_best_preset_is_the_recipe_the_committed_selection_chose():
     from benchmarks import classify_select as cs
     from tasks.sequence_classification import Options
 
-    summary = cs.summarize(cs.load_done(cs.SELECTION / "JapaneseVowels.jsonl"), folds=5)
+    # the finalists ran on 3 cuts into 5 folds; the preset is the best of them over all 15 held-out folds
+    summary = cs.summarize(cs.load_done(cs.SELECTION / "JapaneseVowels.jsonl"), folds=5, repeats=3)
     assert summary[0]["complete"]
     assert Options.PRESETS["best"] == cs.recipe_options(summary[0]["recipe"])

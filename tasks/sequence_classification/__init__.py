@@ -131,8 +131,8 @@ class TaskData:
 class Options(TaskOptions):
     """Every setting of ``seqzoo train classify``; see :class:`tasks.options.TaskOptions` for the shared ones."""
 
-    # --preset best: the recipe benchmarks/classify_select chose by 5-fold cross-validation inside
-    # JapaneseVowels' training file (docs/tasks.md); it trains on the whole training file.
+    # --preset best: the recipe benchmarks/classify_select chose by repeated 5-fold cross-validation
+    # inside JapaneseVowels' training file (docs/tasks.md); it trains on the whole training file.
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "best": {
             "model": "bidirectional",
@@ -141,10 +141,12 @@ class Options(TaskOptions):
             "dropout": 0.3,
             "pooling": "mean",
             "noise": 0.2,
+            "fcn_filters": 128,
+            "resample": True,
             "val_fraction": 0.0,
-            "epochs": 80,
+            "epochs": 150,
             "batch_size": 16,
-            "learning_rate": 3e-3,
+            "learning_rate": 1e-3,
             "lr_schedule": "cosine",
         }
     }
