@@ -160,11 +160,12 @@ def summarize(rows: list[dict], folds: int, repeats: int = 1) -> list[dict]:
         if not mine:
             continue
         acc, loss = np.array([r["accuracy"] for r in mine]), np.array([r["log_loss"] for r in mine])
+        held_out = {(r["split"], r["fold"]) for r in mine}
         out.append(
             {
                 "recipe": recipe,
                 "folds": len(mine),
-                "complete": len(mine) == folds * repeats,
+                "complete": held_out == {(s, k) for s in range(repeats) for k in range(folds)},
                 "accuracy": float(acc.mean()),
                 "accuracy_std": float(acc.std()),
                 "log_loss": float(loss.mean()),
@@ -238,8 +239,13 @@ def run(args: argparse.Namespace) -> int:
         body = [
             f"## Sequence classification: recipe selection on {name}'s training file",
             "",
-            f"`python -m benchmarks.classify_select --dataset {name} --folds {args.folds} --write`, then "
-            f"`--recipes {' '.join(args.recipes)} --repeats {args.repeats} --write` on {machine()}. "
+            f"`python -m benchmarks.classify_select --dataset {name} --folds {args.folds} --write`"
+            + (
+                f", then `--recipes {' '.join(args.recipes)} --repeats {args.repeats} --write`"
+                if args.repeats > 1
+                else ""
+            )
+            + f" on {machine()}. "
             f"{args.folds}-fold stratified cross-validation inside the training file "
             f"({len(split_ts(train_path)[1])} series); the test file is never opened. Shared settings: "
             + ", ".join(f"{k}={v}" for k, v in BASE.items())

@@ -161,11 +161,14 @@ def test_fcn_branch_is_blind_to_padding_learns_and_saves(tmp_path):
     np.testing.assert_allclose(loaded([values, lengths]).numpy(), ref, atol=1e-6)
 
 
-def test_resample_needs_two_steps_and_a_bool():
+def test_resample_and_the_conv_options_refuse_what_they_cannot_do():
     with pytest.raises(ConfigError, match="at least 2"):
         sc.Options(resample=True, max_length=1)
     with pytest.raises(ConfigError, match="True or False"):
         sc.Options(resample=29)
+    for series_only in ({"resample": True}, {"fcn_filters": 8}, {"conv_filters": 8}):  # before any download
+        with pytest.raises(ConfigError, match="series only"):
+            sc.load_data(sc.Options(dataset="tfds:imdb_reviews", **series_only))
 
 
 def test_every_zoo_model_trains_and_round_trips(tmp_path):

@@ -320,6 +320,10 @@ def _load_series(options: Options) -> TaskData:
 def _load_text(options: Options) -> TaskData:
     import keras
 
+    for name in ("conv_filters", "fcn_filters", "resample"):
+        if getattr(options, name):
+            raise ConfigError(name, getattr(options, name), "left at its default for text", "It applies to series only")
+
     name = options.dataset[len(D.TFDS_PREFIX) :]
     train, val, test, names = D.load_tfds_text(name, options.data_dir, options.small_data, options.val_fraction)
     length = options.max_length or TEXT_MAX_LENGTH

@@ -80,7 +80,8 @@ class Resample(keras.layers.Layer):
 
     def call(self, inputs):
         x, lengths = inputs
-        last = ops.cast(ops.maximum(lengths, 1) - 1, x.dtype)  # (batch,) index of the last real step
+        lengths = ops.clip(lengths, 1, ops.shape(x)[1])  # a length beyond the padded axis reads its last step
+        last = ops.cast(lengths - 1, x.dtype)  # (batch,) index of the last real step
         where = ops.expand_dims(last, 1) * ops.linspace(0.0, 1.0, self.timesteps, dtype=x.dtype)  # (batch, N)
         below = ops.floor(where)
         weight = ops.expand_dims(where - below, -1)  # (batch, N, 1)

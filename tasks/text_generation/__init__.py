@@ -248,10 +248,8 @@ def run(options: Options, *, callbacks: Iterable[Any] = (), verbose: int | str =
             file=sys.stderr,
         )
     folder = resolve_run_dir(options, TASK, config.model)
-    own: list = [
-        keras.callbacks.EarlyStopping("val_loss", patience=options.patience, restore_best_weights=True),
-        *schedule_callbacks(options),
-    ]
+    stopper = keras.callbacks.EarlyStopping("val_loss", patience=options.patience, restore_best_weights=True)
+    own: list = [stopper, *schedule_callbacks(options)]
     sample = None
     if options.sample_length > 0:
         sampler = Sampler.from_model(model, config, data.vocab, options.seq_len)
@@ -271,11 +269,9 @@ def run(options: Options, *, callbacks: Iterable[Any] = (), verbose: int | str =
             **fit_options(options, data),
         )
     train_loss = float(history.history["loss"][-1])
-    # Early stopping restored the epoch with the lowest validation loss, measured on the same windows
-    # (a streaming run validated on carried streams instead, so its windows are evaluated afresh).
-    known_val = (
-        None if options.mode == "stream" or not history.history.get("val_loss") else min(history.history["val_loss"])
-    )
+    # Early stopping restored the weights whose validation loss it kept, measured on these same windows
+    # (a streaming run validated on carried streams, and a resumed run may train nothing: evaluate afresh).
+    known_val = None if options.mode == "stream" or stopper.best_weights is None else float(stopper.best)
     metrics = {
         "train_loss": train_loss,
         "train_bits_per_char": train_loss / LN2,
