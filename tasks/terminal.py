@@ -40,8 +40,8 @@ def quiet_tensorflow() -> None:
     """Import TensorFlow (and probe its devices) without its native start-up logging.
 
     Call it where a command starts its work, after parsing its flags, so that ``--help``
-    never imports TensorFlow. It also switches on the on-disk cache of XLA's compiled
-    programs (:mod:`tasks.xla_cache`). A no-op once TensorFlow is imported or with ``SEQZOO_TF_LOGS=1``.
+    never imports TensorFlow. With ``SEQZOO_XLA_CACHE`` set it first points XLA at its on-disk
+    cache (:mod:`tasks.xla_cache`). A no-op once TensorFlow is imported or with ``SEQZOO_TF_LOGS=1``.
     When TensorFlow finds no GPU on a machine with an NVIDIA driver, one line in seqzoo's
     words says so.
     """
