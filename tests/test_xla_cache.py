@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tasks import xla_cache
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,6 +22,7 @@ PROBE = (
 )
 
 
+@pytest.mark.slow  # a TensorFlow process of its own; the cache is opt-in
 def test_a_command_asked_to_keeps_its_compiled_programs(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TF_XLA_FLAGS"}
     out = subprocess.run(
