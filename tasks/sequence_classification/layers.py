@@ -10,6 +10,13 @@ import keras
 from keras import ops
 
 
+def _check_timesteps(timesteps, minimum: int) -> int:
+    if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < minimum:
+        expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"Received an invalid value for argument timesteps, expected {expected}, got {timesteps!r}")
+    return timesteps
+
+
 @keras.saving.register_keras_serializable(package="seqzoo")
 class LengthMask(keras.layers.Layer):
     """``[values, lengths] -> values`` with steps ``t >= length`` zeroed and masked for the RNN.
@@ -43,11 +50,7 @@ class FitLength(keras.layers.Layer):
 
     def __init__(self, timesteps: int, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps <= 0:
-            raise ValueError(
-                f"Received an invalid value for argument timesteps, expected a positive integer, got {timesteps!r}"
-            )
-        self.timesteps = timesteps
+        self.timesteps = _check_timesteps(timesteps, 1)
 
     def call(self, x):
         x = x[:, : self.timesteps]
@@ -72,21 +75,17 @@ class Resample(keras.layers.Layer):
 
     def __init__(self, timesteps: int, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 2:
-            raise ValueError(
-                f"Received an invalid value for argument timesteps, expected an integer >= 2, got {timesteps!r}"
-            )
-        self.timesteps = timesteps
+        self.timesteps = _check_timesteps(timesteps, 2)
 
     def call(self, inputs):
         x, lengths = inputs
-        lengths = ops.clip(lengths, 1, ops.shape(x)[1])  # a length beyond the padded axis reads its last step
-        last = ops.cast(lengths - 1, x.dtype)  # (batch,) index of the last real step
-        where = ops.expand_dims(last, 1) * ops.linspace(0.0, 1.0, self.timesteps, dtype=x.dtype)  # (batch, N)
+        # (batch, 1) index of the last real step; a length beyond the padded axis reads its last step
+        last = ops.expand_dims(ops.clip(ops.cast(lengths, "int32"), 1, ops.shape(x)[1]) - 1, 1)
+        where = ops.cast(last, x.dtype) * ops.linspace(0.0, 1.0, self.timesteps, dtype=x.dtype)  # (batch, N)
         below = ops.floor(where)
         weight = ops.expand_dims(where - below, -1)  # (batch, N, 1)
         below = ops.cast(below, "int32")
-        above = ops.minimum(below + 1, ops.expand_dims(ops.cast(last, "int32"), 1))
+        above = ops.minimum(below + 1, last)
 
         def gather(index):  # x[b, index[b, n], :]
             index = ops.repeat(ops.expand_dims(index, -1), ops.shape(x)[-1], axis=-1)

@@ -128,8 +128,10 @@ def evaluate(model, data: TaskData, *, val_loss: float | None = None) -> dict[st
     (the best epoch's, which early stopping restores), so it is not computed again."""
     out = {}
     for name, ds in (("val", data.val), ("test", data.test)):
-        loss = val_loss if name == "val" and val_loss is not None else model.evaluate(ds, verbose=0)
-        loss = float(loss[0] if isinstance(loss, list) else loss)
+        if name == "val" and val_loss is not None:
+            loss = float(val_loss)
+        else:
+            loss = float(model.evaluate(ds, verbose=0, return_dict=True)["loss"])
         out[f"{name}_loss"] = loss
         out[f"{name}_bits_per_char"] = loss / LN2
     return out
