@@ -565,6 +565,7 @@ def _rows(project: Path) -> list[dict]:
     return list(csv.DictReader((project / "results.csv").open()))
 
 
+@pytest.mark.slow  # the one Bayesian search (17 s); random and Hyperband searches stay in the default suite
 def test_bayesian_runs_the_gaussian_process_after_its_random_trials(tmp_path, capsys):
     """4 trials: 2 random, then 2 proposed by the Gaussian process (on the conditional depth space)."""
     project, saved = tmp_path / "project", tmp_path / "saved"
