@@ -22,6 +22,7 @@ Anchors (Ismail Fawaz et al. 2019, UEA): FCN 99.3% (mean of 10 runs), InceptionT
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -76,6 +77,19 @@ def flags(settings: dict[str, object]) -> str:
     return " ".join(f"--{name.replace('_', '-')} {value}" for name, value in settings.items())
 
 
+def recipe_of(model: str | None, preset: str | None) -> dict[str, object]:
+    """What a run trains, as stored beside its result: a stored row is reused only for the same recipe."""
+    from tasks.sequence_classification import Options
+
+    return dict(Options.PRESETS[preset]) if preset else {"model": model, **SETTINGS[model]}
+
+
+def load_stored(store: Path) -> list[dict]:
+    if not store.exists():
+        return []
+    return [json.loads(line) for line in store.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def run_one(model: str, seed: int, quick: bool, runs: str, dataset: str | None = None, preset: str | None = None):
     """One ``seqzoo train classify`` run: ``model`` with its SETTINGS, or ``preset`` on ``dataset``."""
     from tasks import sequence_classification as classify
@@ -99,12 +113,13 @@ def run_one(model: str, seed: int, quick: bool, runs: str, dataset: str | None =
         "seconds": time.perf_counter() - start,
         "params": result.details["params"],
         "flags": flags(SETTINGS[model]) if not preset else f"--preset {preset}",
+        "recipe": recipe_of(model, preset),
         "probs": probs.tolist(),
         "labels": labels.tolist(),
     }
 
 
-def table(rows: dict[str, list[dict]], seeds: int) -> str:
+def table(rows: dict[str, list[dict]]) -> str:
     lines = [
         "| model | flags | params | runs | test accuracy mean ± std | min | max | macro-F1 mean | s/run |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -113,7 +128,7 @@ def table(rows: dict[str, list[dict]], seeds: int) -> str:
         acc = np.array([r["accuracy"] for r in runs])
         flags = runs[0]["flags"] or "(defaults)"
         lines.append(
-            f"| {model} | `{flags}` | {runs[0]['params']:,} | {len(runs)}/{seeds} | {acc.mean():.2%} ± {acc.std():.2%} "
+            f"| {model} | `{flags}` | {runs[0]['params']:,} | {len(runs)} | {acc.mean():.2%} ± {acc.std():.2%} "
             f"| {acc.min():.2%} | {acc.max():.2%} | {np.mean([r['macro_f1'] for r in runs]):.2%} "
             f"| {np.mean([r['seconds'] for r in runs]):.0f} |"
         )
@@ -142,11 +157,11 @@ def section(rows: dict[str, list[dict]], seeds: int, load: tuple[float, float]) 
             f"upper bounds). 270 training series (10% held out, stratified, for validation), 370 test series. "
             f"Task defaults: {defaults}. Anchors: FCN 99.3% (mean of 10 runs), InceptionTime 99.19%.",
             "",
-            table(rows, seeds),
+            table(rows),
             "",
             verdict,
             "",
-            f"Per seed (seeds 0..{seeds - 1}): {per_seed}.",
+            f"Per seed, from seed 0: {per_seed}.",
         ]
     )
 
@@ -157,7 +172,7 @@ def ensemble_accuracy(runs: list[dict]) -> float:
     return float(np.mean(probs.argmax(-1) == np.asarray(runs[0]["labels"])))
 
 
-def best_table(rows: dict[str, list[dict]], seeds: int) -> str:
+def best_table(rows: dict[str, list[dict]]) -> str:
     anchors = ("FCN", "ResNet", "InceptionTime")
     lines = [
         "| dataset | runs | single model: test accuracy mean ± std | min | max | ensemble of the seeds | "
@@ -170,7 +185,7 @@ def best_table(rows: dict[str, list[dict]], seeds: int) -> str:
         published = PUBLISHED.get(dataset, {})
         cells = [f"{published[a]:.2f}%" if a in published else "-" for a in anchors]
         lines.append(
-            f"| {dataset} | {len(runs)}/{seeds} | {acc.mean():.2%} ± {acc.std():.2%} | {acc.min():.2%} | "
+            f"| {dataset} | {len(runs)} | {acc.mean():.2%} ± {acc.std():.2%} | {acc.min():.2%} | "
             f"{acc.max():.2%} | {ensemble_accuracy(runs):.2%} | " + " | ".join(cells) + " |"
         )
     return "\n".join(lines)
@@ -196,14 +211,15 @@ def best_section(rows: dict[str, list[dict]], args: argparse.Namespace, load: tu
             f"{' '.join(args.datasets)}` on {machine()}; load average {load[0]:.1f} at the start, {load[1]:.1f} at "
             f"the end. Recipe ({args.preset}, chosen by cross-validation on JapaneseVowels' training file; see "
             f"classify-selection): {recipe}. Each run trains on the whole training file and reads the test file "
-            "once. Published: FCN and ResNet are means of 10 runs (Ismail Fawaz et al. 2019), InceptionTime one "
+            "once. The runs column counts the seeds stored for the dataset (an earlier command may have run more "
+            "than this one's --seeds). Published: FCN and ResNet are means of 10 runs (Ismail Fawaz et al. 2019), InceptionTime one "
             "ensemble of 5 networks (Ismail Fawaz et al. 2020).",
             "",
-            best_table(rows, args.seeds),
+            best_table(rows),
             "",
             verdict,
             "",
-            f"Per seed (seeds 0..{args.seeds - 1}): {per_seed}.",
+            f"Per seed, from seed 0: {per_seed}.",
         ]
     )
 
@@ -213,7 +229,18 @@ def build_parser(prog: str = "python -m benchmarks.classify_quality") -> argpars
     parser.add_argument("--models", nargs="+", default=list(MODEL_NAMES), help="zoo models to benchmark")
     parser.add_argument("--preset", default=None, help="a classify preset (e.g. best) instead of --models")
     parser.add_argument("--datasets", nargs="+", default=["JapaneseVowels"], help="bundled sets, with --preset")
-    parser.add_argument("--seeds", type=int, default=5, help="seeds per model (0..N-1)")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=5,
+        help="seeds 0..N-1 per model or dataset, run where the store lacks them; the tables report every stored seed",
+    )
+    parser.add_argument(
+        "--store",
+        default=None,
+        help="JSON-lines file that keeps every finished run, so a stopped benchmark resumes "
+        "(default: runs/classify_quality/<preset or models>.jsonl)",
+    )
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="processes, one core each")
     parser.add_argument("--results", default=str(RESULTS), help="markdown file whose classify section is rewritten")
     parser.add_argument("--quick", action="store_true", help="tiny data, 1 epoch, 1 seed; writes no results")
@@ -235,21 +262,34 @@ def run(args: argparse.Namespace) -> int:
     seeds = 1 if args.quick else args.seeds
     keys = args.datasets if args.preset else args.models
     rows: dict[str, list[dict]] = {key: [] for key in keys}
+    store = None if args.quick else Path(args.store or f"runs/classify_quality/{args.preset or 'models'}.jsonl")
+    for r in load_stored(store) if store else []:
+        model = None if args.preset else r["key"]
+        if r["key"] in rows and r["recipe"] == recipe_of(model, args.preset):
+            rows[r["key"]].append(r)
+    done = {(key, r["seed"]) for key, found in rows.items() for r in found}
     load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="classify-bench-") as runs:
         if args.preset:
             jobs = [(None, seed, args.quick, runs, dataset, args.preset) for dataset in keys for seed in range(seeds)]
         else:
             jobs = [(model, seed, args.quick, runs) for model in keys for seed in range(seeds)]
+        jobs = [job for job in jobs if (job[4] if args.preset else job[0], job[1]) not in done]
+        if store:
+            store.parent.mkdir(parents=True, exist_ok=True)
+            print(f"results stored in {store}; {len(done)} runs found there, {len(jobs)} to run")
         bar = tqdm(total=len(jobs), desc="classify benchmark", unit="run")
         for r in run_all(run_one, jobs, args.jobs):
             rows[r["key"]].append(r)
+            if store:
+                with store.open("a", encoding="utf-8") as out:
+                    out.write(json.dumps(r) + "\n")
             bar.set_postfix_str(f"{r['key']} seed {r['seed']}: {r['accuracy']:.2%} in {r['seconds']:.0f} s")
             bar.update()
         bar.close()
     rows = {key: sorted(found, key=lambda r: r["seed"]) for key, found in rows.items()}
     load = (load_start, os.getloadavg()[0])
-    text = best_table(rows, seeds) if args.preset else table(rows, seeds)
+    text = best_table(rows) if args.preset else table(rows)
     print(text)
     if not args.quick:
         key = "classify-best" if args.preset else "classify"

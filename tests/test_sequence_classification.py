@@ -161,6 +161,28 @@ def test_fcn_branch_is_blind_to_padding_learns_and_saves(tmp_path):
     np.testing.assert_allclose(loaded([values, lengths]).numpy(), ref, atol=1e-6)
 
 
+def test_fcn_branch_inference_statistics_settle_within_a_small_sets_updates():
+    """A set of 40 series gets a few hundred updates; batch norm's moving statistics must reach the
+    batch's own by then, or inference normalizes with the initial variance of 1 (near-chance accuracy)."""
+    from tasks.sequence_classification.layers import FCNBranch
+
+    branch = FCNBranch(4)
+    x = np.random.default_rng(0).normal(size=(8, 20, 3)).astype(np.float32)
+    for _ in range(60):  # 20 epochs of 3 batches
+        branch(x, training=True)
+    np.testing.assert_allclose(branch(x, training=False).numpy(), branch(x, training=True).numpy(), atol=0.05)
+
+
+def test_min_steps_raises_the_epochs_of_a_small_training_split(tmp_path):
+    options = _options(quick=True, tmp_path=tmp_path, batch_size=8, min_steps=10, export=False, monitor=False)
+    result = sc.run(options, verbose=0)
+    steps_per_epoch = -(-result.details["data"].provenance["train"] // 8)
+    assert result.options.epochs == -(-10 // steps_per_epoch) > 1
+    assert len(result.history.history["loss"]) == result.options.epochs
+    with pytest.raises(ConfigError, match="min_steps"):
+        sc.Options(min_steps=-1)
+
+
 def test_resample_and_the_conv_options_refuse_what_they_cannot_do():
     with pytest.raises(ConfigError, match="at least 2"):
         sc.Options(resample=True, max_length=1)
