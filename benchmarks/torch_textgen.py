@@ -17,6 +17,7 @@ import argparse
 import json
 import math
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -81,12 +82,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
+    clock, seconds = time.perf_counter(), {}
+
+    def lap(phase: str) -> None:  # where the script's seconds go, beside seqzoo's --phases table
+        nonlocal clock
+        seconds[phase], clock = time.perf_counter() - clock, time.perf_counter()
 
     texts = split(Path(args.text_file).read_text(encoding="utf-8"))
     vocab = ["[UNK]", *sorted(set(texts[0]))]
     index = {c: i for i, c in enumerate(vocab)}
     train, val, test = (np.array([index.get(c, 0) for c in t], dtype=np.int64) for t in texts)
 
+    lap("data")
     model = CharLSTM(len(vocab))
     optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
     steps = max(1, len(train) // (SEQ_LEN * BATCH))
@@ -99,16 +106,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+    lap("train")
     model.eval()
     val_loss, test_loss = evaluate(model, val), evaluate(model, test)
+    lap("evaluate")
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), out / "model.pt")
     (out / "vocab.json").write_text(json.dumps(vocab))
+    lap("save")
     text = sample(model, vocab, args.seed)
+    lap("sample")
     print(f"{steps} steps; val {val_loss / math.log(2):.3f} bits/char, test {test_loss / math.log(2):.3f} bits/char")
     print(f"saved {out / 'model.pt'}\n--- sample ---\n{PRIME}{text}")
+    print("seconds after import: " + ", ".join(f"{k} {v:.2f}" for k, v in seconds.items()), file=sys.stderr)
     return 0
 
 
