@@ -13,9 +13,12 @@ read here once per final model and never steered a choice (section ``classify-be
 
 Each run is ``seqzoo train classify`` with the task's defaults and the per-model
 settings below, without an export: ``run(Options(...))``, the command's own path.
-The table goes to stdout and, between ``<!-- classify:start -->`` and
-``<!-- classify:end -->``, into ``benchmarks/RESULTS.md`` (rewritten after every
-model, so a cut-short benchmark keeps what it measured).
+Every finished run is appended to a JSON-lines store (``--store``; by default
+``runs/classify_quality/<preset or models>.jsonl``) with the recipe it trained, so a
+stopped benchmark resumes and ``--seeds N`` only tops each dataset or model up to N
+seeds; delete the store after changing the code. The table, over every stored run of the
+current recipe, goes to stdout and, between ``<!-- classify:start -->`` and
+``<!-- classify:end -->`` (or ``classify-best``), into ``benchmarks/RESULTS.md``.
 Anchors (Ismail Fawaz et al. 2019, UEA): FCN 99.3% (mean of 10 runs), InceptionTime 99.19%.
 """
 

@@ -45,6 +45,28 @@ def test_classify_quality_names_each_model_setting_as_its_flag_and_the_task_defa
     ) in text
 
 
+def test_classify_quality_reports_stored_runs_of_the_same_recipe_without_training_again(tmp_path):
+    import json
+
+    from benchmarks import classify_quality as cq
+
+    def row(seed, accuracy, recipe):
+        labels = [0, 1, 1, 0]
+        probs = [[0.9, 0.1] if label == 0 else [0.2, 0.8] for label in labels]
+        return {"key": "GunPoint", "seed": seed, "accuracy": accuracy, "macro_f1": accuracy, "seconds": 1.0,
+                "params": 10, "flags": "--preset best", "recipe": recipe, "probs": probs, "labels": labels}  # fmt: skip
+
+    best = cq.recipe_of(None, "best")
+    store = tmp_path / "best.jsonl"
+    rows = [row(0, 0.75, best), row(1, 1.0, best), row(1, 0.0, {**best, "epochs": 1})]  # the last: another recipe
+    store.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    results = tmp_path / "RESULTS.md"
+    argv = ["--preset", "best", "--datasets", "GunPoint", "--seeds", "2", "--store", str(store)]
+    assert cq.main([*argv, "--results", str(results)]) == 0  # nothing left to train
+    assert "| GunPoint | 2 | 87.50% ± 12.50% | 75.00% | 100.00% | 100.00% |" in results.read_text()
+    assert len(store.read_text().splitlines()) == 3
+
+
 def test_monitor_overhead_compares_the_keras_step_with_the_monitored_one():
     import keras
     import numpy as np
@@ -125,5 +147,5 @@ def test_classify_best_preset_is_the_recipe_the_committed_selection_chose():
     assert preset == cs.recipe_options(summary[0]["recipe"])
     # min_steps only lengthens smaller sets: JapaneseVowels' 270 training series keep the selected epochs
     options = Options.preset("best")
-    assert classify.epochs_for(options, 270) == options.epochs
-    assert classify.epochs_for(options, 40) == math.ceil(min_steps / 3) > options.epochs
+    assert classify.epochs_for(options, math.ceil(270 / options.batch_size)) == options.epochs
+    assert classify.epochs_for(options, math.ceil(40 / options.batch_size)) == math.ceil(min_steps / 3) > options.epochs

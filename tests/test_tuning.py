@@ -287,6 +287,8 @@ def test_search_writes_table_plot_and_exports_the_best(tmp_path, capsys):
         str(project),
         "--saved-models",
         str(saved),
+        "--samples",
+        "64",
         "--models",
         "lstm,stacked_lstm,gru",
         "--clipnorms",
@@ -341,6 +343,8 @@ def test_search_writes_table_plot_and_exports_the_best(tmp_path, capsys):
         "--project",
         str(project),
         "--no-export",
+        "--samples",
+        "64",
         "--models",
         "lstm,stacked_lstm,gru",
         "--clipnorms",
@@ -565,7 +569,7 @@ def _rows(project: Path) -> list[dict]:
     return list(csv.DictReader((project / "results.csv").open()))
 
 
-@pytest.mark.slow  # the one Bayesian search (17 s); random and Hyperband searches stay in the default suite
+@pytest.mark.slow  # the one Bayesian search (17 s); the random search stays in the default suite
 def test_bayesian_runs_the_gaussian_process_after_its_random_trials(tmp_path, capsys):
     """4 trials: 2 random, then 2 proposed by the Gaussian process (on the conditional depth space)."""
     project, saved = tmp_path / "project", tmp_path / "saved"
@@ -633,6 +637,7 @@ def test_bayesian_default_leaves_trials_to_the_gaussian_process():
     assert initial_points(100, 7) == 21 and initial_points(3, 7) == 2 and initial_points(10, 1) == 3
 
 
+@pytest.mark.slow  # 15 s; the random search stays in the default suite
 def test_hyperband_runs_its_brackets_with_growing_epochs(tmp_path, capsys):
     """--epochs 3 (max_epochs 3, factor 3): bracket 1 = 3 one-epoch trials, then the best of them trained on
     to 3 epochs (2 more); bracket 0 = 2 fresh three-epoch trials: 6 trials, 3 + 2 + 6 = 11 epochs."""

@@ -478,9 +478,11 @@ def endpoints(model, spec: ClassificationSpec) -> dict:
     }
 
 
-def epochs_for(options: Options, train_size: int) -> int:
-    """``options.epochs``, raised to take at least ``options.min_steps`` batches of ``train_size`` examples."""
-    steps_per_epoch = max(1, math.ceil(train_size / options.batch_size))
+def epochs_for(options: Options, steps_per_epoch: int) -> int:
+    """``options.epochs``, raised so that epochs of ``steps_per_epoch`` batches take at least
+    ``options.min_steps`` steps (a count below 1, tf.data's unknown or infinite, leaves them as given)."""
+    if steps_per_epoch < 1:
+        return options.epochs
     return max(options.epochs, math.ceil(options.min_steps / steps_per_epoch))
 
 
@@ -496,7 +498,8 @@ def run(options: Options, *, verbose: int | str = "auto") -> Result:
     start = time.perf_counter()
     config = options.model_config()
     data = load_data(options)
-    options = options.replace(epochs=epochs_for(options, data.provenance["train"]))
+    if options.min_steps:
+        options = options.replace(epochs=epochs_for(options, int(data.train.cardinality())))
     model = build_in_scope(options, lambda: build_model(config, data))  # variables mirrored over the replicas
     folder = resolve_run_dir(options, TASK, config.model)
     with strategy_scope(options):
