@@ -344,6 +344,7 @@ def test_baselines_are_scored_on_the_same_test_days():
 # --- training and export -----------------------------------------------------------------------
 
 
+@pytest.mark.slow  # every model again (11 s); classify's every-model test stays in the default suite
 def test_every_zoo_model_trains_at_the_fixed_window_and_logs_the_objective():
     prices = _sp500(150)
     window = 8

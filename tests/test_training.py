@@ -318,6 +318,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # 24 s; the SIGTERM resume test in tests/test_faults.py stays in the default suite
 def test_killed_run_resumes_to_the_same_weights(tmp_path):
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)

@@ -478,6 +478,7 @@ def test_killed_search_resumes_without_losing_or_repeating_trials(tmp_path):
 # ----------------------------------------------------------------------------- chief + two workers
 
 
+@pytest.mark.slow  # three processes (29 s); tests/test_distribute.py keeps multi-worker training in the default suite
 def test_chief_and_two_workers_share_the_trials(tmp_path):
     project = tmp_path / "project"
     argv = _tune(
