@@ -13,9 +13,9 @@ read here once per final model and never steered a choice (section ``classify-be
 
 Each run is ``seqzoo train classify`` with the task's defaults and the per-model
 settings below, without an export: ``run(Options(...))``, the command's own path.
-Every finished run is appended to a JSON-lines store (``--store``; by default
-``runs/classify_quality/<preset or models>.jsonl``) with the recipe it trained, so a
-stopped benchmark resumes and ``--seeds N`` only tops each dataset or model up to N
+Every finished run is kept, with the recipe it trained, in a run store
+(``studies.store.RunStore`` in ``--store``; by default ``runs/classify_quality/<preset or
+models>/``), so a stopped benchmark resumes and ``--seeds N`` only tops each dataset or model up to N
 seeds; delete the store after changing the code. The table, over every stored run of the
 current recipe, goes to stdout and, between ``<!-- classify:start -->`` and
 ``<!-- classify:end -->`` (or ``classify-best``), into ``benchmarks/RESULTS.md``.
@@ -25,7 +25,6 @@ Anchors (Ismail Fawaz et al. 2019, UEA): FCN 99.3% (mean of 10 runs), InceptionT
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -37,6 +36,7 @@ import numpy as np
 
 from benchmarks.pool import run_all
 from benchmarks.results import RESULTS, machine, write_section
+from studies.store import RunStore
 from tasks.options import Formatter, guarded
 from zoo.config import MODEL_NAMES
 
@@ -85,12 +85,6 @@ def recipe_of(model: str | None, preset: str | None) -> dict[str, object]:
     from tasks.sequence_classification import Options
 
     return dict(Options.PRESETS[preset]) if preset else {"model": model, **SETTINGS[model]}
-
-
-def load_stored(store: Path) -> list[dict]:
-    if not store.exists():
-        return []
-    return [json.loads(line) for line in store.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def run_one(model: str, seed: int, quick: bool, runs: str, dataset: str | None = None, preset: str | None = None):
@@ -214,9 +208,9 @@ def best_section(rows: dict[str, list[dict]], args: argparse.Namespace, load: tu
             f"{' '.join(args.datasets)}` on {machine()}; load average {load[0]:.1f} at the start, {load[1]:.1f} at "
             f"the end. Recipe ({args.preset}, chosen by cross-validation on JapaneseVowels' training file; see "
             f"classify-selection): {recipe}. Each run trains on the whole training file and reads the test file "
-            "once. The runs column counts the seeds stored for the dataset (an earlier command may have run more "
-            "than this one's --seeds). Published: FCN and ResNet are means of 10 runs (Ismail Fawaz et al. 2019), InceptionTime one "
-            "ensemble of 5 networks (Ismail Fawaz et al. 2020).",
+            "once. The runs column counts the seeds stored for the dataset (an earlier command may have run "
+            "more than this one's --seeds). Published: FCN and ResNet are means of 10 runs (Ismail Fawaz et al. "
+            "2019), InceptionTime one ensemble of 5 networks (Ismail Fawaz et al. 2020).",
             "",
             best_table(rows),
             "",
@@ -241,8 +235,8 @@ def build_parser(prog: str = "python -m benchmarks.classify_quality") -> argpars
     parser.add_argument(
         "--store",
         default=None,
-        help="JSON-lines file that keeps every finished run, so a stopped benchmark resumes "
-        "(default: runs/classify_quality/<preset or models>.jsonl)",
+        help="folder whose runs.jsonl keeps every finished run, so a stopped benchmark resumes "
+        "(default: runs/classify_quality/<preset or models>)",
     )
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="processes, one core each")
     parser.add_argument("--results", default=str(RESULTS), help="markdown file whose classify section is rewritten")
@@ -265,28 +259,31 @@ def run(args: argparse.Namespace) -> int:
     seeds = 1 if args.quick else args.seeds
     keys = args.datasets if args.preset else args.models
     rows: dict[str, list[dict]] = {key: [] for key in keys}
-    store = None if args.quick else Path(args.store or f"runs/classify_quality/{args.preset or 'models'}.jsonl")
-    for r in load_stored(store) if store else []:
-        model = None if args.preset else r["key"]
-        if r["key"] in rows and r["recipe"] == recipe_of(model, args.preset):
+    store = None if args.quick else RunStore(Path(args.store or f"runs/classify_quality/{args.preset or 'models'}"))
+    for r in store.runs.values() if store else []:
+        if r["key"] in rows and r["recipe"] == recipe_of(None if args.preset else r["key"], args.preset):
             rows[r["key"]].append(r)
     done = {(key, r["seed"]) for key, found in rows.items() for r in found}
     load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="classify-bench-") as runs:
         if args.preset:
-            jobs = [(None, seed, args.quick, runs, dataset, args.preset) for dataset in keys for seed in range(seeds)]
+            jobs = [
+                (None, seed, args.quick, runs, dataset, args.preset)
+                for dataset in keys
+                for seed in range(seeds)
+                if (dataset, seed) not in done
+            ]
         else:
-            jobs = [(model, seed, args.quick, runs) for model in keys for seed in range(seeds)]
-        jobs = [job for job in jobs if (job[4] if args.preset else job[0], job[1]) not in done]
+            jobs = [
+                (model, seed, args.quick, runs) for model in keys for seed in range(seeds) if (model, seed) not in done
+            ]
         if store:
-            store.parent.mkdir(parents=True, exist_ok=True)
-            print(f"results stored in {store}; {len(done)} runs found there, {len(jobs)} to run")
+            print(f"results stored in {store.path}; {len(done)} runs found there, {len(jobs)} to run")
         bar = tqdm(total=len(jobs), desc="classify benchmark", unit="run")
         for r in run_all(run_one, jobs, args.jobs):
             rows[r["key"]].append(r)
             if store:
-                with store.open("a", encoding="utf-8") as out:
-                    out.write(json.dumps(r) + "\n")
+                store.put({"key": r["key"], "seed": r["seed"], "recipe": r["recipe"]}, r)
             bar.set_postfix_str(f"{r['key']} seed {r['seed']}: {r['accuracy']:.2%} in {r['seconds']:.0f} s")
             bar.update()
         bar.close()

@@ -46,9 +46,8 @@ def test_classify_quality_names_each_model_setting_as_its_flag_and_the_task_defa
 
 
 def test_classify_quality_reports_stored_runs_of_the_same_recipe_without_training_again(tmp_path):
-    import json
-
     from benchmarks import classify_quality as cq
+    from studies.store import RunStore
 
     def row(seed, accuracy, recipe):
         labels = [0, 1, 1, 0]
@@ -57,14 +56,14 @@ def test_classify_quality_reports_stored_runs_of_the_same_recipe_without_trainin
                 "params": 10, "flags": "--preset best", "recipe": recipe, "probs": probs, "labels": labels}  # fmt: skip
 
     best = cq.recipe_of(None, "best")
-    store = tmp_path / "best.jsonl"
-    rows = [row(0, 0.75, best), row(1, 1.0, best), row(1, 0.0, {**best, "epochs": 1})]  # the last: another recipe
-    store.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    store = RunStore(tmp_path / "store")
+    for r in (row(0, 0.75, best), row(1, 1.0, best), row(1, 0.0, {**best, "epochs": 1})):  # the last: another recipe
+        store.put({"key": r["key"], "seed": r["seed"], "recipe": r["recipe"]}, r)
     results = tmp_path / "RESULTS.md"
-    argv = ["--preset", "best", "--datasets", "GunPoint", "--seeds", "2", "--store", str(store)]
+    argv = ["--preset", "best", "--datasets", "GunPoint", "--seeds", "2", "--store", str(tmp_path / "store")]
     assert cq.main([*argv, "--results", str(results)]) == 0  # nothing left to train
     assert "| GunPoint | 2 | 87.50% ± 12.50% | 75.00% | 100.00% | 100.00% |" in results.read_text()
-    assert len(store.read_text().splitlines()) == 3
+    assert len(store.path.read_text().splitlines()) == 3
 
 
 def test_monitor_overhead_compares_the_keras_step_with_the_monitored_one():
