@@ -25,6 +25,7 @@ Anchors (Ismail Fawaz et al. 2019, UEA): FCN 99.3% (mean of 10 runs), InceptionT
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import tempfile
@@ -80,11 +81,25 @@ def flags(settings: dict[str, object]) -> str:
     return " ".join(f"--{name.replace('_', '-')} {value}" for name, value in settings.items())
 
 
-def recipe_of(model: str | None, preset: str | None) -> dict[str, object]:
-    """What a run trains, as stored beside its result: a stored row is reused only for the same recipe."""
-    from tasks.sequence_classification import Options
+def recipe_of(key: str, preset: str | None, seed: int = 0) -> dict[str, object]:
+    """What the run of ``key`` (a dataset under ``preset``, else a model) with ``seed`` trains, as
+    stored beside its result: a stored row is reused only for the same recipe.
 
-    return dict(Options.PRESETS[preset]) if preset else {"model": model, **SETTINGS[model]}
+    A preset's ``min_steps`` is resolved into the epochs the run trains on its dataset, so a change
+    of the preset that leaves a dataset's training as it was (its epochs still set by ``min_steps``)
+    keeps that dataset's runs.
+    """
+    from tasks.sequence_classification import Options, epochs_for
+    from tasks.sequence_classification import data as D
+
+    if not preset:
+        return {"model": key, **SETTINGS[key]}
+    recipe = dict(Options.PRESETS[preset])
+    if recipe.pop("min_steps", 0):
+        options = Options.preset(preset, dataset=key, seed=seed)
+        train, _ = D.stratified_split(D.read_ts(D.bundled_paths(key)[0]).labels, options.val_fraction, seed)
+        recipe["epochs"] = epochs_for(options, math.ceil(len(train) / options.batch_size))
+    return recipe
 
 
 def run_one(model: str, seed: int, quick: bool, runs: str, dataset: str | None = None, preset: str | None = None):
@@ -110,7 +125,7 @@ def run_one(model: str, seed: int, quick: bool, runs: str, dataset: str | None =
         "seconds": time.perf_counter() - start,
         "params": result.details["params"],
         "flags": flags(SETTINGS[model]) if not preset else f"--preset {preset}",
-        "recipe": recipe_of(model, preset),
+        "recipe": recipe_of(dataset if preset else model, preset, seed),
         "probs": probs.tolist(),
         "labels": labels.tolist(),
     }
@@ -261,7 +276,7 @@ def run(args: argparse.Namespace) -> int:
     rows: dict[str, list[dict]] = {key: [] for key in keys}
     store = None if args.quick else RunStore(Path(args.store or f"runs/classify_quality/{args.preset or 'models'}"))
     for r in store.runs.values() if store else []:
-        if r["key"] in rows and r["recipe"] == recipe_of(None if args.preset else r["key"], args.preset):
+        if r["key"] in rows and r["recipe"] == recipe_of(r["key"], args.preset, r["seed"]):
             rows[r["key"]].append(r)
     done = {(key, r["seed"]) for key, found in rows.items() for r in found}
     load_start = os.getloadavg()[0]

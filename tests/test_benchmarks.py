@@ -45,9 +45,10 @@ def test_classify_quality_names_each_model_setting_as_its_flag_and_the_task_defa
     ) in text
 
 
-def test_classify_quality_reports_stored_runs_of_the_same_recipe_without_training_again(tmp_path):
+def test_classify_quality_reports_stored_runs_of_the_same_recipe_without_training_again(tmp_path, monkeypatch):
     from benchmarks import classify_quality as cq
     from studies.store import RunStore
+    from tasks.sequence_classification import Options
 
     def row(seed, accuracy, recipe):
         labels = [0, 1, 1, 0]
@@ -55,7 +56,9 @@ def test_classify_quality_reports_stored_runs_of_the_same_recipe_without_trainin
         return {"key": "GunPoint", "seed": seed, "accuracy": accuracy, "macro_f1": accuracy, "seconds": 1.0,
                 "params": 10, "flags": "--preset best", "recipe": recipe, "probs": probs, "labels": labels}  # fmt: skip
 
-    best = cq.recipe_of(None, "best")
+    best = cq.recipe_of("GunPoint", "best")
+    # GunPoint's 50 training series make 4 batches, so min_steps, not epochs, sets what the runs train
+    assert "min_steps" not in best and best["epochs"] == math.ceil(Options.PRESETS["best"]["min_steps"] / 4)
     store = RunStore(tmp_path / "store")
     for r in (row(0, 0.75, best), row(1, 1.0, best), row(1, 0.0, {**best, "epochs": 1})):  # the last: another recipe
         store.put({"key": r["key"], "seed": r["seed"], "recipe": r["recipe"]}, r)
@@ -64,6 +67,13 @@ def test_classify_quality_reports_stored_runs_of_the_same_recipe_without_trainin
     assert cq.main([*argv, "--results", str(results)]) == 0  # nothing left to train
     assert "| GunPoint | 2 | 87.50% ± 12.50% | 75.00% | 100.00% | 100.00% |" in results.read_text()
     assert len(store.path.read_text().splitlines()) == 3
+    # a preset whose new epochs leave GunPoint's training as it was keeps GunPoint's runs; more epochs do not
+    monkeypatch.setitem(Options.PRESETS, "best", {**Options.PRESETS["best"], "epochs": best["epochs"] - 1})
+    results.unlink()
+    assert cq.main([*argv, "--results", str(results)]) == 0
+    assert "| GunPoint | 2 | 87.50% ± 12.50% |" in results.read_text()
+    monkeypatch.setitem(Options.PRESETS, "best", {**Options.PRESETS["best"], "epochs": best["epochs"] + 1})
+    assert cq.recipe_of("GunPoint", "best") == {**best, "epochs": best["epochs"] + 1}
 
 
 def test_monitor_overhead_compares_the_keras_step_with_the_monitored_one():
