@@ -139,7 +139,7 @@ class Options(TaskOptions):
             "model": "bidirectional",
             "cell": "lstm",
             "units": 128,
-            "dropout": 0.3,
+            "dropout": 0.5,
             "pooling": "mean",
             "noise": 0.2,
             "fcn_filters": 128,
