@@ -93,6 +93,14 @@ RECIPES: dict[str, dict[str, object]] = {
     "lstmfcn_resample_drop05": {"model": "bidirectional", "cell": "lstm", "pooling": "mean", "noise": 0.2,
                                 "units": 128, "dropout": 0.5, "fcn_filters": 128, "epochs": 150,
                                 "learning_rate": 1e-3, "resample": True},
+    # Sixth round, after dropout 0.5 won the fifth: further toward LSTM-FCN's settings, its dropout
+    # (0.8) or its smallest recurrent body (8 cells, leaving the work to the convolutional branch).
+    "lstmfcn_resample_drop08": {"model": "bidirectional", "cell": "lstm", "pooling": "mean", "noise": 0.2,
+                                "units": 128, "dropout": 0.8, "fcn_filters": 128, "epochs": 150,
+                                "learning_rate": 1e-3, "resample": True},
+    "lstmfcn_resample_u8": {"model": "bidirectional", "cell": "lstm", "pooling": "mean", "noise": 0.2,
+                            "units": 8, "dropout": 0.5, "fcn_filters": 128, "epochs": 150,
+                            "learning_rate": 1e-3, "resample": True},
 }  # fmt: skip
 
 

@@ -138,7 +138,7 @@ class Options(TaskOptions):
         "best": {
             "model": "bidirectional",
             "cell": "lstm",
-            "units": 128,
+            "units": 8,
             "dropout": 0.5,
             "pooling": "mean",
             "noise": 0.2,
