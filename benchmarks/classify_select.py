@@ -50,6 +50,12 @@ BASE: dict[str, object] = {
     "dropout": 0.2,
     "units": 64,
 }
+# The third round's recipe, from the literature rather than the folds: the published FCN's
+# convolutional branch beside the second round's best (LSTM-FCN), on FCN's preprocessing (every
+# series stretched onto the longest training series' length), trained longer at FCN's learning rate.
+LSTMFCN: dict[str, object] = {"model": "bidirectional", "cell": "lstm", "pooling": "mean", "noise": 0.2, "units": 128,
+                              "dropout": 0.3, "fcn_filters": 128, "epochs": 150, "learning_rate": 1e-3,
+                              "resample": True}  # fmt: skip
 # The candidates: the task's recurrent models, mean pooling and input noise, and a Conv1D
 # front end (LSTM-FCN style) before the recurrent body.
 RECIPES: dict[str, dict[str, object]] = {
@@ -74,33 +80,20 @@ RECIPES: dict[str, dict[str, object]] = {
                           "dropout": 0.3, "epochs": 150},
     "bilstm128_mean": {"model": "bidirectional", "cell": "lstm", "pooling": "mean", "noise": 0.2, "units": 128,
                        "dropout": 0.3},
-    # Third round, from the literature rather than the folds: the published FCN's convolutional branch
-    # beside the second round's best (LSTM-FCN), on FCN's preprocessing (every series stretched onto
-    # the longest training series' length), trained longer at FCN's learning rate.
-    "lstmfcn_resample": {"model": "bidirectional", "cell": "lstm", "pooling": "mean", "noise": 0.2, "units": 128,
-                         "dropout": 0.3, "fcn_filters": 128, "epochs": 150, "learning_rate": 1e-3, "resample": True},
+    # Third round, from the literature rather than the folds (LSTMFCN above); later rounds vary it.
+    "lstmfcn_resample": LSTMFCN,
     # Fourth round, again from the literature: the published FCN trains 2,000 epochs; this is the third
-    # round's winner at four times its epochs (what one session's 2 cores allow), on the first cut.
-    "lstmfcn_resample_600": {"model": "bidirectional", "cell": "lstm", "pooling": "mean", "noise": 0.2,
-                             "units": 128, "dropout": 0.3, "fcn_filters": 128, "epochs": 600, "learning_rate": 1e-3,
-                             "resample": True},
+    # round's winner at four times its epochs (what one session's 2 cores allow), on all three cuts.
+    "lstmfcn_resample_600": {**LSTMFCN, "epochs": 600},
     # Fifth round, after the fourth lost on three cuts: the third round's winner with one regulariser
     # moved toward the literature's settings: less input noise (the published FCN trains on clean
     # series) or more dropout after the recurrent body (LSTM-FCN's is 0.8), on all three cuts.
-    "lstmfcn_resample_noise01": {"model": "bidirectional", "cell": "lstm", "pooling": "mean", "noise": 0.1,
-                                 "units": 128, "dropout": 0.3, "fcn_filters": 128, "epochs": 150,
-                                 "learning_rate": 1e-3, "resample": True},
-    "lstmfcn_resample_drop05": {"model": "bidirectional", "cell": "lstm", "pooling": "mean", "noise": 0.2,
-                                "units": 128, "dropout": 0.5, "fcn_filters": 128, "epochs": 150,
-                                "learning_rate": 1e-3, "resample": True},
+    "lstmfcn_resample_noise01": {**LSTMFCN, "noise": 0.1},
+    "lstmfcn_resample_drop05": {**LSTMFCN, "dropout": 0.5},
     # Sixth round, after dropout 0.5 won the fifth: further toward LSTM-FCN's settings, its dropout
     # (0.8) or its smallest recurrent body (8 cells, leaving the work to the convolutional branch).
-    "lstmfcn_resample_drop08": {"model": "bidirectional", "cell": "lstm", "pooling": "mean", "noise": 0.2,
-                                "units": 128, "dropout": 0.8, "fcn_filters": 128, "epochs": 150,
-                                "learning_rate": 1e-3, "resample": True},
-    "lstmfcn_resample_u8": {"model": "bidirectional", "cell": "lstm", "pooling": "mean", "noise": 0.2,
-                            "units": 8, "dropout": 0.5, "fcn_filters": 128, "epochs": 150,
-                            "learning_rate": 1e-3, "resample": True},
+    "lstmfcn_resample_drop08": {**LSTMFCN, "dropout": 0.8},
+    "lstmfcn_resample_u8": {**LSTMFCN, "units": 8, "dropout": 0.5},
 }  # fmt: skip
 
 
