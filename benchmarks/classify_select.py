@@ -94,6 +94,17 @@ RECIPES: dict[str, dict[str, object]] = {
     # (0.8) or its smallest recurrent body (8 cells, leaving the work to the convolutional branch).
     "lstmfcn_resample_drop08": {**LSTMFCN, "dropout": 0.8},
     "lstmfcn_resample_u8": {**LSTMFCN, "units": 8, "dropout": 0.5},
+    # Seventh round, around the sixth's winner: a smaller or larger recurrent body (4 or 16 cells),
+    # LSTM-FCN's own pairing of 8 cells with dropout 0.8, or twice the epochs for the smaller model.
+    "lstmfcn_resample_u4": {**LSTMFCN, "units": 4, "dropout": 0.5},
+    "lstmfcn_resample_u16": {**LSTMFCN, "units": 16, "dropout": 0.5},
+    "lstmfcn_resample_u8_drop08": {**LSTMFCN, "units": 8, "dropout": 0.8},
+    "lstmfcn_resample_u8_300": {**LSTMFCN, "units": 8, "dropout": 0.5, "epochs": 300},
+    # Eighth round, from the literature again: MLSTM-FCN's squeeze-and-excitation in the convolutional
+    # branch, on the seventh round's two leaders (tied at 3 held-out errors; MLSTM-FCN's own is 8 cells
+    # with dropout 0.8).
+    "lstmfcn_resample_u8_se": {**LSTMFCN, "units": 8, "dropout": 0.5, "squeeze_excite": True},
+    "lstmfcn_resample_u8_drop08_se": {**LSTMFCN, "units": 8, "dropout": 0.8, "squeeze_excite": True},
 }  # fmt: skip
 
 

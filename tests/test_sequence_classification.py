@@ -139,10 +139,12 @@ def test_resample_interpolates_the_real_steps_only():
     np.testing.assert_allclose(model([longer, lengths]).numpy(), model([values, lengths]).numpy(), atol=1e-6)
 
 
-def test_fcn_branch_is_blind_to_padding_learns_and_saves(tmp_path):
-    """LSTM-FCN: the convolutional branch's batch statistics, convolutions and mean see only real
-    steps (a batch with garbage padding trains to the same weights), and it round-trips."""
-    data = sc.load_data(_options(quick=True, fcn_filters=4))
+@pytest.mark.parametrize("squeeze_excite", [False, True])
+def test_fcn_branch_is_blind_to_padding_learns_and_saves(tmp_path, squeeze_excite):
+    """LSTM-FCN: the convolutional branch's batch statistics, convolutions, channel gates
+    (MLSTM-FCN's squeeze-and-excitation) and mean see only real steps (a batch with garbage
+    padding trains to the same weights), and it round-trips."""
+    data = sc.load_data(_options(quick=True, fcn_filters=4, squeeze_excite=squeeze_excite))
     (values, lengths), labels = next(iter(data.test))
     values, lengths = values.numpy(), lengths.numpy()
     garbage = np.where(np.arange(values.shape[1])[None, :, None] < lengths[:, None, None], values, 123.0)
@@ -153,7 +155,8 @@ def test_fcn_branch_is_blind_to_padding_learns_and_saves(tmp_path):
         model = sc.compile(sc.build_model(config, data), data, learning_rate=1e-2)
         model.train_on_batch([batch, lengths], labels)  # batch norm's statistics move in training mode
         models.append(model)
-    assert models[0].get_layer("fcn_branch").filters == 4
+    branch = models[0].get_layer("fcn_branch")
+    assert branch.filters == 4 and len(branch.excites) == (2 if squeeze_excite else 0)
     ref = models[0]([values, lengths]).numpy()
     np.testing.assert_allclose(models[1]([garbage.astype(np.float32), lengths]).numpy(), ref, atol=1e-5)
     models[0].save(tmp_path / "m.keras")
@@ -190,6 +193,8 @@ def test_resample_and_the_conv_options_refuse_what_they_cannot_do():
         sc.Options(resample=True, max_length=1)
     with pytest.raises(ConfigError, match="True or False"):
         sc.Options(resample=29)
+    with pytest.raises(ConfigError, match="squeeze_excite must be off without an FCN branch, got True"):
+        sc.Options(squeeze_excite=True)
     for series_only in ({"resample": True}, {"fcn_filters": 8}, {"conv_filters": 8}):  # before any download
         with pytest.raises(ConfigError, match="series only"):
             sc.load_data(sc.Options(dataset="tfds:imdb_reviews", **series_only))

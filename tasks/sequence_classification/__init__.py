@@ -82,6 +82,7 @@ class ClassificationSpec:
     noise: float = 0.0
     conv_filters: int = 0
     fcn_filters: int = 0
+    squeeze_excite: bool = False
     resample: bool = False  # series: every sequence stretched onto resample_length() steps inside the model
 
     def fixed_length(self, model: str) -> int | None:
@@ -98,7 +99,7 @@ class ClassificationSpec:
 
     def to_card(self) -> dict[str, Any]:
         out = {"kind": self.kind, "class_names": self.class_names, "pooling": self.pooling}
-        for name in ("conv_filters", "fcn_filters"):
+        for name in ("conv_filters", "fcn_filters", "squeeze_excite"):
             if getattr(self, name):
                 out[name] = getattr(self, name)
         if self.resample:
@@ -200,6 +201,12 @@ class Options(TaskOptions):
         "summary before the softmax (0: none; the published FCN uses 128)",
         group="classifier",
     )
+    squeeze_excite: bool = option(
+        False,
+        "series: squeeze-and-excitation after the first two blocks of the fcn_filters branch, as in "
+        "MLSTM-FCN: each channel scaled by a gate computed from every channel's mean over time",
+        group="classifier",
+    )
     resample: bool = option(
         False,
         "series: stretch every sequence onto max_length evenly spaced steps (default: the longest training "
@@ -237,8 +244,16 @@ class Options(TaskOptions):
         non_negative_int("conv_filters", self.conv_filters)
         non_negative_int("fcn_filters", self.fcn_filters)
         non_negative_int("min_steps", self.min_steps)
-        if not isinstance(self.resample, bool):
-            raise ConfigError("resample", self.resample, "True or False")
+        for name in ("resample", "squeeze_excite"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(name, getattr(self, name), "True or False")
+        if self.squeeze_excite and not self.fcn_filters:
+            raise ConfigError(
+                "squeeze_excite",
+                self.squeeze_excite,
+                "off without an FCN branch",
+                "It gates that branch's channels: set fcn_filters (--fcn-filters) too",
+            )
         if self.resample and self.max_length == 1:
             raise ConfigError("max_length", self.max_length, "at least 2 when resample is on (steps to stretch onto)")
         if isinstance(self.noise, bool) or not isinstance(self.noise, (int, float)) or self.noise < 0:
@@ -290,6 +305,7 @@ def _load_series(options: Options) -> TaskData:
         noise=options.noise,
         conv_filters=options.conv_filters,
         fcn_filters=options.fcn_filters,
+        squeeze_excite=options.squeeze_excite,
         resample=options.resample,
     )
     length = spec.fixed_length(options.model)  # the model fits lengths itself; data is only padded
@@ -330,7 +346,7 @@ def _load_series(options: Options) -> TaskData:
 def _load_text(options: Options) -> TaskData:
     import keras
 
-    for name in ("conv_filters", "fcn_filters", "resample"):
+    for name in ("conv_filters", "fcn_filters", "squeeze_excite", "resample"):
         if getattr(options, name):
             raise ConfigError(name, getattr(options, name), "left at its default for text", "It applies to series only")
 
@@ -406,7 +422,7 @@ def build_model(config: ModelConfig, data: TaskData, *, pooling: str | None = No
                 x = FitLength(length, name="fit_length")(x)  # (batch, T, channels)
             x = LengthMask(name="length_mask")([x, lengths])
         if spec.fcn_filters:
-            branch = FCNBranch(spec.fcn_filters, name="fcn_branch")(x)
+            branch = FCNBranch(spec.fcn_filters, spec.squeeze_excite, name="fcn_branch")(x)
         if spec.conv_filters:
             x = ConvFrontEnd(spec.conv_filters, name="conv_front_end")(x)
         inputs = [values, lengths]
@@ -540,6 +556,7 @@ def run(options: Options, *, verbose: int | str = "auto") -> Result:
                 "noise": options.noise,
                 "conv_filters": options.conv_filters,
                 "fcn_filters": options.fcn_filters,
+                "squeeze_excite": options.squeeze_excite,
                 "resample": options.resample,
                 **options.training_kwargs(),
             },

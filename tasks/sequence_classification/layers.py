@@ -141,22 +141,59 @@ class ConvFrontEnd(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="seqzoo")
+class SqueezeExcite(keras.layers.Layer):
+    """Squeeze-and-excitation over a sequence's channels (Hu et al. 2018), as MLSTM-FCN puts it
+    after its first two convolution blocks: each channel is scaled by a gate in (0, 1) computed
+    from every channel's mean over the real steps, so the branch can damp the channels that do
+    not tell this series' class apart.
+    """
+
+    def __init__(self, channels: int, ratio: int = 16, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+        self.channels, self.ratio = channels, ratio
+        self.pool = keras.layers.GlobalAveragePooling1D(name="squeeze_pool")
+        self.squeeze = keras.layers.Dense(
+            max(1, channels // ratio), activation="relu", kernel_initializer="he_normal", name="squeeze"
+        )
+        self.excite = keras.layers.Dense(channels, activation="sigmoid", kernel_initializer="he_normal", name="excite")
+
+    def build(self, input_shape):
+        self.squeeze.build((input_shape[0], self.channels))
+        self.excite.build((input_shape[0], max(1, self.channels // self.ratio)))
+
+    def call(self, x, mask=None):
+        gates = self.excite(self.squeeze(self.pool(x, mask=mask)))  # (batch, channels)
+        return x * ops.expand_dims(gates, 1)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels, "ratio": self.ratio}
+
+
+@keras.saving.register_keras_serializable(package="seqzoo")
 class FCNBranch(keras.layers.Layer):
     """The fully convolutional network of LSTM-FCN, read beside the recurrent body: three blocks of
     same-padded ``Conv1D``, batch normalization and ReLU (``filters``, ``2 * filters``, ``filters``
     channels; kernels 8, 5, 3), then the mean over the real steps: ``(batch, filters)``.
 
     Padded steps are zeroed before every convolution and left out of the batch statistics and the
-    mean, so a sequence's padding never changes its features.
+    mean, so a sequence's padding never changes its features. ``squeeze_excite`` adds a
+    :class:`SqueezeExcite` after the first two blocks (MLSTM-FCN).
     """
 
     KERNELS = (8, 5, 3)
 
-    def __init__(self, filters: int, **kwargs):
+    def __init__(self, filters: int, squeeze_excite: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.supports_masking = True
-        self.filters = filters
+        self.filters, self.squeeze_excite = filters, squeeze_excite
         widths = (filters, 2 * filters, filters)
+        self.excites = (
+            [SqueezeExcite(w, name=f"squeeze_excite_{i}") for i, w in enumerate(widths[:2])] if squeeze_excite else []
+        )
         self.convs = [
             keras.layers.Conv1D(w, k, padding="same", name=f"conv_{i}")
             for i, (w, k) in enumerate(zip(widths, self.KERNELS, strict=True))
@@ -169,16 +206,20 @@ class FCNBranch(keras.layers.Layer):
 
     def build(self, input_shape):
         shape = input_shape
-        for conv, norm in zip(self.convs, self.norms, strict=True):
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
             conv.build(shape)
             shape = conv.compute_output_shape(shape)
             norm.build(shape)
+            if i < len(self.excites):
+                self.excites[i].build(shape)
 
     def call(self, x, training=None, mask=None):
         keep = None if mask is None else ops.expand_dims(ops.cast(mask, x.dtype), -1)
-        for conv, norm in zip(self.convs, self.norms, strict=True):
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
             x = conv(x if keep is None else x * keep)
             x = ops.relu(norm(x, training=training, mask=mask))
+            if i < len(self.excites):
+                x = self.excites[i](x, mask=mask)
         return self.pool(x, mask=mask)
 
     def compute_mask(self, inputs, mask=None):
@@ -188,4 +229,4 @@ class FCNBranch(keras.layers.Layer):
         return (input_shape[0], self.filters)
 
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters}
+        return {**super().get_config(), "filters": self.filters, "squeeze_excite": self.squeeze_excite}
