@@ -140,7 +140,7 @@ class Options(TaskOptions):
             "model": "bidirectional",
             "cell": "lstm",
             "units": 8,
-            "dropout": 0.5,
+            "dropout": 0.8,
             "pooling": "mean",
             "noise": 0.2,
             "fcn_filters": 128,
