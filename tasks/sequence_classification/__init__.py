@@ -346,7 +346,7 @@ def _load_series(options: Options) -> TaskData:
 def _load_text(options: Options) -> TaskData:
     import keras
 
-    for name in ("conv_filters", "fcn_filters", "squeeze_excite", "resample"):
+    for name in ("conv_filters", "fcn_filters", "resample"):  # squeeze_excite needs fcn_filters
         if getattr(options, name):
             raise ConfigError(name, getattr(options, name), "left at its default for text", "It applies to series only")
 

@@ -152,15 +152,16 @@ class SqueezeExcite(keras.layers.Layer):
         super().__init__(**kwargs)
         self.supports_masking = True
         self.channels, self.ratio = channels, ratio
+        self.hidden = max(1, channels // ratio)
         self.pool = keras.layers.GlobalAveragePooling1D(name="squeeze_pool")
         self.squeeze = keras.layers.Dense(
-            max(1, channels // ratio), activation="relu", kernel_initializer="he_normal", name="squeeze"
+            self.hidden, activation="relu", kernel_initializer="he_normal", name="squeeze"
         )
         self.excite = keras.layers.Dense(channels, activation="sigmoid", kernel_initializer="he_normal", name="excite")
 
     def build(self, input_shape):
         self.squeeze.build((input_shape[0], self.channels))
-        self.excite.build((input_shape[0], max(1, self.channels // self.ratio)))
+        self.excite.build((input_shape[0], self.hidden))
 
     def call(self, x, mask=None):
         gates = self.excite(self.squeeze(self.pool(x, mask=mask)))  # (batch, channels)
