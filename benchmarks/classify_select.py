@@ -107,6 +107,9 @@ RECIPES: dict[str, dict[str, object]] = {
     # with dropout 0.8).
     "lstmfcn_resample_u8_se": {**LSTMFCN_U8, "squeeze_excite": True},
     "lstmfcn_resample_u8_drop08_se": {**LSTMFCN_U8, "dropout": 0.8, "squeeze_excite": True},
+    # Ninth round, from the literature: MLSTM-FCN's dimension shuffle (the recurrent body steps over the
+    # channels, each step reading a channel's whole resampled series) on the eighth round's preset.
+    "lstmfcn_resample_u8_drop08_shuffle": {**LSTMFCN_U8, "dropout": 0.8, "dimension_shuffle": True},
 }  # fmt: skip
 
 

@@ -139,6 +139,23 @@ def test_resample_interpolates_the_real_steps_only():
     np.testing.assert_allclose(model([longer, lengths]).numpy(), model([values, lengths]).numpy(), atol=1e-6)
 
 
+def test_dimension_shuffle_steps_the_body_over_channels_and_saves(tmp_path):
+    """MLSTM-FCN's dimension shuffle: the recurrent body reads (channels, resampled steps), so its
+    input has one step per channel; padding stays invisible (resample reads real steps only)."""
+    data = sc.load_data(_options(quick=True, resample=True, dimension_shuffle=True, fcn_filters=4))
+    (values, lengths), _ = next(iter(data.test))
+    values, lengths = values.numpy(), lengths.numpy()
+    garbage = np.where(np.arange(values.shape[1])[None, :, None] < lengths[:, None, None], values, 123.0)
+    model = sc.build_model(_options(model="bidirectional", units=4).model_config(), data, pooling="mean")
+    assert tuple(model.get_layer("dimension_shuffle").output.shape) == (None, 12, data.spec.resample_length())
+    assert data.spec.to_card()["dimension_shuffle"] is True
+    ref = model([values, lengths]).numpy()
+    np.testing.assert_allclose(model([garbage.astype(np.float32), lengths]).numpy(), ref, atol=1e-6)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", compile=False)
+    np.testing.assert_allclose(loaded([values, lengths]).numpy(), ref, atol=1e-6)
+
+
 @pytest.mark.parametrize("squeeze_excite", [False, True])
 def test_fcn_branch_is_blind_to_padding_learns_and_saves(tmp_path, squeeze_excite):
     """LSTM-FCN: the convolutional branch's batch statistics, convolutions, channel gates
@@ -195,6 +212,8 @@ def test_resample_and_the_conv_options_refuse_what_they_cannot_do():
         sc.Options(resample=29)
     with pytest.raises(ConfigError, match="squeeze_excite must be off without an FCN branch, got True"):
         sc.Options(squeeze_excite=True)
+    with pytest.raises(ConfigError, match="dimension_shuffle must be off without resample, got True"):
+        sc.Options(dimension_shuffle=True)
     for series_only in ({"resample": True}, {"fcn_filters": 8}, {"conv_filters": 8}):  # before any download
         with pytest.raises(ConfigError, match="series only"):
             sc.load_data(sc.Options(dataset="tfds:imdb_reviews", **series_only))

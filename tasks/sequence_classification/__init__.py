@@ -84,6 +84,7 @@ class ClassificationSpec:
     fcn_filters: int = 0
     squeeze_excite: bool = False
     resample: bool = False  # series: every sequence stretched onto resample_length() steps inside the model
+    dimension_shuffle: bool = False  # series: the recurrent body reads channels as steps (needs resample)
 
     def fixed_length(self, model: str) -> int | None:
         """The length every sequence is padded/cropped to for ``model`` (None: any length, masked)."""
@@ -99,7 +100,7 @@ class ClassificationSpec:
 
     def to_card(self) -> dict[str, Any]:
         out = {"kind": self.kind, "class_names": self.class_names, "pooling": self.pooling}
-        for name in ("conv_filters", "fcn_filters", "squeeze_excite"):
+        for name in ("conv_filters", "fcn_filters", "squeeze_excite", "dimension_shuffle"):
             if getattr(self, name):
                 out[name] = getattr(self, name)
         if self.resample:
@@ -214,6 +215,12 @@ class Options(TaskOptions):
         "variable-length sets, instead of padding and masking",
         group="data",
     )
+    dimension_shuffle: bool = option(
+        False,
+        "series: the recurrent body reads the resampled series transposed, one step per channel with every "
+        "time step as its features, as in MLSTM-FCN (needs resample; the FCN branch still reads time as steps)",
+        group="classifier",
+    )
     # Defaults from earlier tuning on JapaneseVowels, which also looked at test accuracy: to be
     # re-chosen on a validation split only.
     model: str = default("model", "gru")
@@ -244,7 +251,7 @@ class Options(TaskOptions):
         non_negative_int("conv_filters", self.conv_filters)
         non_negative_int("fcn_filters", self.fcn_filters)
         non_negative_int("min_steps", self.min_steps)
-        for name in ("resample", "squeeze_excite"):
+        for name in ("resample", "squeeze_excite", "dimension_shuffle"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(name, getattr(self, name), "True or False")
         if self.squeeze_excite and not self.fcn_filters:
@@ -253,6 +260,14 @@ class Options(TaskOptions):
                 self.squeeze_excite,
                 "off without an FCN branch",
                 "It gates that branch's channels: set fcn_filters (--fcn-filters) too",
+            )
+        if self.dimension_shuffle and not self.resample:
+            raise ConfigError(
+                "dimension_shuffle",
+                self.dimension_shuffle,
+                "off without resample",
+                "The transposed series has one feature per time step, so every sequence needs the same "
+                "length: set resample (--resample) too",
             )
         if self.resample and self.max_length == 1:
             raise ConfigError("max_length", self.max_length, "at least 2 when resample is on (steps to stretch onto)")
@@ -307,6 +322,7 @@ def _load_series(options: Options) -> TaskData:
         fcn_filters=options.fcn_filters,
         squeeze_excite=options.squeeze_excite,
         resample=options.resample,
+        dimension_shuffle=options.dimension_shuffle,
     )
     length = spec.fixed_length(options.model)  # the model fits lengths itself; data is only padded
     all_lengths = np.concatenate([full.lengths, test.lengths])
@@ -346,7 +362,8 @@ def _load_series(options: Options) -> TaskData:
 def _load_text(options: Options) -> TaskData:
     import keras
 
-    for name in ("conv_filters", "fcn_filters", "resample"):  # squeeze_excite needs fcn_filters
+    # squeeze_excite needs fcn_filters and dimension_shuffle needs resample: Options refuses them alone
+    for name in ("conv_filters", "fcn_filters", "resample"):
         if getattr(options, name):
             raise ConfigError(name, getattr(options, name), "left at its default for text", "It applies to series only")
 
@@ -425,6 +442,8 @@ def build_model(config: ModelConfig, data: TaskData, *, pooling: str | None = No
             branch = FCNBranch(spec.fcn_filters, spec.squeeze_excite, name="fcn_branch")(x)
         if spec.conv_filters:
             x = ConvFrontEnd(spec.conv_filters, name="conv_front_end")(x)
+        if spec.dimension_shuffle:  # (batch, channels, steps): the body steps over channels
+            x = keras.layers.Permute((2, 1), name="dimension_shuffle")(x)
         inputs = [values, lengths]
     x = zoo.apply(config, x)  # (batch, units') or (batch, time, units') to pool
     if pooling == "mean":
@@ -558,6 +577,7 @@ def run(options: Options, *, verbose: int | str = "auto") -> Result:
                 "fcn_filters": options.fcn_filters,
                 "squeeze_excite": options.squeeze_excite,
                 "resample": options.resample,
+                "dimension_shuffle": options.dimension_shuffle,
                 **options.training_kwargs(),
             },
             "serve": (
