@@ -25,6 +25,7 @@ Anchors (Ismail Fawaz et al. 2019, UEA): FCN 99.3% (mean of 10 runs), InceptionT
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import sys
@@ -97,9 +98,17 @@ def recipe_of(key: str, preset: str | None, seed: int = 0) -> dict[str, object]:
     recipe = dict(Options.PRESETS[preset])
     if recipe.pop("min_steps", 0):
         options = Options.preset(preset, dataset=key, seed=seed)
-        train, _ = D.stratified_split(D.read_ts(D.bundled_paths(key)[0]).labels, options.val_fraction, seed)
+        train, _ = D.stratified_split(training_labels(key), options.val_fraction, seed)
         recipe["epochs"] = epochs_for(options, math.ceil(len(train) / options.batch_size))
     return recipe
+
+
+@functools.cache
+def training_labels(dataset: str) -> np.ndarray:
+    """The labels of a bundled set's training file, read once per process (every stored run checks them)."""
+    from tasks.sequence_classification import data as D
+
+    return D.read_ts(D.bundled_paths(dataset)[0]).labels
 
 
 def run_one(model: str, seed: int, quick: bool, runs: str, dataset: str | None = None, preset: str | None = None):

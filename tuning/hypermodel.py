@@ -213,8 +213,11 @@ class SeqzooHyperModel(kt.HyperModel):
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         config, compile_kwargs, _ = self.draw(hp)
-        model = self.task.build_model(config, self.data)
-        return self.task.compile(model, self.data, **compile_kwargs)
+        model = self.task.compile(self.task.build_model(config, self.data), self.data, **compile_kwargs)
+        # Built now, the optimizer has its moments when KerasTuner loads a checkpoint into this model
+        # (Hyperband continuing a trial, the best trial's export), so they are restored, not skipped.
+        model.optimizer.build(model.trainable_variables)
+        return model
 
     def fit(self, hp: kt.HyperParameters, model: keras.Model, *args, **kwargs) -> keras.callbacks.History:
         """``zoo.training.fit`` on the task's splits with the tuner's callbacks (and Hyperband's epochs)."""
