@@ -149,7 +149,7 @@ def table(rows: dict[str, list[dict]]) -> str:
         acc = np.array([r["accuracy"] for r in runs])
         flags = runs[0]["flags"] or "(defaults)"
         lines.append(
-            f"| {model} | `{flags}` | {runs[0]['params']:,} | {len(runs)} | {acc.mean():.2%} ± {acc.std():.2%} "
+            f"| {model} | `{flags}` | {runs[0]['params']:,} | {len(runs)} | {acc.mean():.2%} ± {sample_std(acc):.2%} "
             f"| {acc.min():.2%} | {acc.max():.2%} | {np.mean([r['macro_f1'] for r in runs]):.2%} "
             f"| {np.mean([r['seconds'] for r in runs]):.0f} |"
         )
@@ -162,10 +162,12 @@ def section(rows: dict[str, list[dict]], seeds: int, load: tuple[float, float]) 
     best = max(rows, key=lambda m: np.mean([r["accuracy"] for r in rows[m]]), default=None)
     verdict = ""
     if best is not None:
-        mean = np.mean([r["accuracy"] for r in rows[best]])
+        # A description, not a selection: picking the highest test mean and checking it against the
+        # target would be choosing a model on the test set (the target is --preset best's, below).
         verdict = (
-            f"Best: **{best}** {mean:.2%} mean test accuracy -- the issue's target "
-            f"(>= {TARGET:.1%}) is {'met' if mean >= TARGET else 'NOT met'}."
+            f"Highest mean test accuracy: {best}, {np.mean([r['accuracy'] for r in rows[best]]):.2%}. "
+            "These defaults were tuned while looking at test accuracy, so this is no claim on the "
+            f"{TARGET:.1%} target: see classify-best for a recipe chosen without the test set."
         )
     per_seed = "; ".join(f"{m}: " + ", ".join(f"{r['accuracy']:.2%}" for r in runs) for m, runs in rows.items())
     defaults = ", ".join(f"{k}={getattr(Options(), k)}" for k in DEFAULT_FIELDS)
@@ -184,6 +186,35 @@ def section(rows: dict[str, list[dict]], seeds: int, load: tuple[float, float]) 
             "",
             f"Per seed, from seed 0: {per_seed}.",
         ]
+    )
+
+
+def sample_std(values: np.ndarray) -> float:
+    """The seeds' standard deviation as an estimate of the recipe's (ddof 1; 0 for one seed)."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def target_verdict(accuracies: list[float]) -> str:
+    """JapaneseVowels against the target: the bar itself (a single-model mean of at least TARGET over
+    the seeds) and, apart, what the seeds can say about the recipe's true mean against it."""
+    from scipy import stats
+
+    from studies.stats import fmt_p, mean_ci
+
+    mean, low, high = mean_ci(accuracies)
+    bar = "met" if mean >= TARGET else "NOT met"
+    line = f"JapaneseVowels single-model mean {mean:.2%} over {len(accuracies)} seeds: the target (a mean >= {TARGET:.1%}) is {bar}."
+    if len(accuracies) < 2 or np.ptp(accuracies) == 0:
+        return line
+    p = float(stats.ttest_1samp(accuracies, TARGET).pvalue)
+    if low > TARGET or high < TARGET:
+        side = "above" if low > TARGET else "below"
+        truth = f"the recipe's true mean is {side} {TARGET:.1%}"
+    else:
+        truth = f"inconclusive: the seeds cannot tell the recipe's true mean from {TARGET:.1%}"
+    return (
+        line
+        + f" 95% CI of the mean {low:.2%} to {high:.2%}, one-sample t-test against {TARGET:.1%} p = {fmt_p(p)}: {truth}."
     )
 
 
@@ -206,7 +237,7 @@ def best_table(rows: dict[str, list[dict]]) -> str:
         published = PUBLISHED.get(dataset, {})
         cells = [f"{published[a]:.2f}%" if a in published else "-" for a in anchors]
         lines.append(
-            f"| {dataset} | {len(runs)} | {acc.mean():.2%} ± {acc.std():.2%} | {acc.min():.2%} | "
+            f"| {dataset} | {len(runs)} | {acc.mean():.2%} ± {sample_std(acc):.2%} | {acc.min():.2%} | "
             f"{acc.max():.2%} | {ensemble_accuracy(runs):.2%} | " + " | ".join(cells) + " |"
         )
     return "\n".join(lines)
@@ -218,11 +249,7 @@ def best_section(rows: dict[str, list[dict]], args: argparse.Namespace, load: tu
     recipe = ", ".join(f"{k}={v}" for k, v in Options.PRESETS[args.preset].items())
     verdict = ""
     if "JapaneseVowels" in rows:
-        mean = np.mean([r["accuracy"] for r in rows["JapaneseVowels"]])
-        verdict = (
-            f"JapaneseVowels single-model mean {mean:.2%}: the target (>= {TARGET:.1%}) is "
-            f"{'met' if mean >= TARGET else 'NOT met'}."
-        )
+        verdict = target_verdict([r["accuracy"] for r in rows["JapaneseVowels"]])
     per_seed = "; ".join(f"{d}: " + ", ".join(f"{r['accuracy']:.2%}" for r in runs) for d, runs in rows.items())
     return "\n".join(
         [

@@ -165,6 +165,7 @@ def score_fold(recipe: str, split: int, fold: int, fit_file: str, held_file: str
     log_loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0))))
     return {
         "recipe": recipe,
+        "settings": recipe_options(recipe),
         "split": split,
         "fold": fold,
         "accuracy": result.metrics["accuracy"],
@@ -176,10 +177,17 @@ def score_fold(recipe: str, split: int, fold: int, fit_file: str, held_file: str
 
 
 def load_done(store: Path) -> list[dict]:
-    """The stored results; rows written before splits existed are split 0's."""
+    """The stored results that still hold: rows written before splits existed are split 0's, and a
+    row whose recipe has changed since it ran (its stored settings differ from ``RECIPES``) is left
+    out, so that recipe's folds run again. Rows written before settings were stored are kept."""
     if not store.exists():
         return []
-    return [{"split": 0, **json.loads(line)} for line in store.read_text().splitlines() if line.strip()]
+    rows = [{"split": 0, **json.loads(line)} for line in store.read_text().splitlines() if line.strip()]
+    return [
+        r
+        for r in rows
+        if r["recipe"] not in RECIPES or r.get("settings", recipe_options(r["recipe"])) == recipe_options(r["recipe"])
+    ]
 
 
 def summarize(rows: list[dict], folds: int, repeats: int = 1) -> list[dict]:
@@ -198,7 +206,7 @@ def summarize(rows: list[dict], folds: int, repeats: int = 1) -> list[dict]:
                 "folds": len(mine),
                 "complete": held_out == {(s, k) for s in range(repeats) for k in range(folds)},
                 "accuracy": float(acc.mean()),
-                "accuracy_std": float(acc.std()),
+                "accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
                 "log_loss": float(loss.mean()),
             }
         )

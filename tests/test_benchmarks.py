@@ -143,6 +143,24 @@ def test_folds_partition_the_training_cases_and_keep_every_class(tmp_path):
     )  # accuracy ties go to the lower log loss
 
 
+def test_selection_rows_of_a_changed_recipe_are_left_out(tmp_path):
+    """A stored fold whose recipe settings differ from today's RECIPES ran something else: it must
+    run again rather than count for the recipe (rows from before settings were stored still count)."""
+    import json
+
+    from benchmarks import classify_select as cs
+
+    current = cs.recipe_options("gru_last")
+    rows = [
+        {"recipe": "gru_last", "fold": 0, "accuracy": 0.9, "log_loss": 0.3, "settings": current},
+        {"recipe": "gru_last", "fold": 1, "accuracy": 0.9, "log_loss": 0.3, "settings": {**current, "units": 7}},
+        {"recipe": "gru_last", "fold": 2, "accuracy": 0.9, "log_loss": 0.3},
+    ]
+    store = tmp_path / "store.jsonl"
+    store.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [r["fold"] for r in cs.load_done(store)] == [0, 2]
+
+
 def test_classify_best_preset_is_the_recipe_the_committed_selection_chose():
     from benchmarks import classify_select as cs
     from tasks import sequence_classification as classify
