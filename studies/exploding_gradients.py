@@ -759,56 +759,51 @@ def analyse(results: dict) -> dict:
         per_model = {}
         for m in MODELS:
             lrs = s[task]["lrs"][m]
+            # The arms share each seed's initialization and data at every rate, so divergence is compared
+            # seed by seed (McNemar's exact test at each rate), never as two independent samples.
             div = {}
             for lr in lrs:
-                k = {c: sum(r["diverged"] for r in _runs(results, task, m, c, lr)) for c in CLIPS}
-                n = len(s["seeds"])
-                div[str(lr)] = S.counts(
-                    k["clip"],
-                    n,
-                    k["none"],
-                    n,
+                runs = {c: _runs(results, task, m, c, lr) for c in CLIPS}
+                div[str(lr)] = S.matched_counts(
+                    [r["diverged"] for r in runs["clip"]],
+                    [r["diverged"] for r in runs["none"]],
                     a="clipped",
                     b="unclipped",
                     what="diverged",
                     more_is_better=False,
-                    hypothesis="clipped SGD diverges less often than unclipped SGD",
+                    hypothesis=f"at learning rate {lr:g}, clipped SGD diverges less often than unclipped SGD",
                 ).to_dict()
-            tot = {c: sum(r["diverged"] for lr in lrs for r in _runs(results, task, m, c, lr)) for c in CLIPS}
-            n_all = len(lrs) * len(s["seeds"])
-            pooled = S.counts(
-                tot["clip"],
-                n_all,
-                tot["none"],
-                n_all,
+            # Over all rates the unit stays the seed: its rates share an initialization and a data stream,
+            # so they are not independent replicates. Each seed's count of diverged rates, sign-tested.
+            pooled = S.matched_counts(
+                _per_seed(results, task, m, "clip", "diverged", sum),
+                _per_seed(results, task, m, "none", "diverged", sum),
                 a="clipped",
                 b="unclipped",
                 what="diverged",
+                runs_per_seed=len(lrs),
                 more_is_better=False,
-                hypothesis="clipped SGD diverges less often than unclipped SGD (all rates)",
+                hypothesis="clipped SGD diverges less often than unclipped SGD (all rates, per seed)",
             ).to_dict()
-            strict = {c: sum(r["diverged_strict"] for lr in lrs for r in _runs(results, task, m, c, lr)) for c in CLIPS}
-            pooled_strict = S.counts(
-                strict["clip"],
-                n_all,
-                strict["none"],
-                n_all,
+            pooled_strict = S.matched_counts(
+                _per_seed(results, task, m, "clip", "diverged_strict", sum),
+                _per_seed(results, task, m, "none", "diverged_strict", sum),
                 a="clipped",
                 b="unclipped",
                 what="ended above their initial loss",
+                runs_per_seed=len(lrs),
                 more_is_better=False,
                 hypothesis="clipped SGD ends above its initial validation loss less often than unclipped SGD "
-                "(strict criterion, all rates)",
+                "(strict criterion, all rates, per seed)",
             ).to_dict()
             nonfinite = {c: sum(r["nonfinite"] for lr in lrs for r in _runs(results, task, m, c, lr)) for c in CLIPS}
-            # Spikes of the raw (pre-clipping) norm, paired by seed and learning rate.
-            sp = {c: [r["spikes"] for lr in lrs for r in _runs(results, task, m, c, lr)] for c in CLIPS}
+            # Spikes of the raw (pre-clipping) norm: each seed's mean over the rates, paired by seed.
             spike_test = S.paired(
-                sp["clip"],
-                sp["none"],
+                _per_seed(results, task, m, "clip", "spikes", np.mean),
+                _per_seed(results, task, m, "none", "spikes", np.mean),
                 a="clipped",
                 b="unclipped",
-                metric="spikes per run",
+                metric=f"spikes per run (each seed's mean over its {len(lrs)} rates)",
                 higher_is_better=True,
                 hypothesis="the raw gradient spikes at least as often with clipping (it limits the step, "
                 "not the gradient)",
@@ -875,19 +870,24 @@ def analyse(results: dict) -> dict:
                 for lr in s[task]["lrs"][m]:
                     v = [r["jacobian_final"][-1] for r in _runs(results, task, m, c, lr) if r["jacobian_final"]]
                     jac_arms[f"{c}|{lr}"] = {"mean": float(np.mean(v)) if v else None, "n": len(v)}
-            pairs = [
-                (rc["jacobian_final"][-1], rn["jacobian_final"][-1])
-                for lr in s[task]["lrs"][m]
-                for rc, rn in zip(_runs(results, task, m, "clip", lr), _runs(results, task, m, "none", lr), strict=True)
-                if rc["jacobian_final"] and rn["jacobian_final"]
-            ]
+            # Per seed, the mean over the rates at which both arms' weights stayed finite: the seed is the unit.
+            pairs = []
+            for i in range(len(s["seeds"])):
+                both = [
+                    (rc["jacobian_final"][-1], rn["jacobian_final"][-1])
+                    for lr in s[task]["lrs"][m]
+                    for rc, rn in [(_runs(results, task, m, "clip", lr)[i], _runs(results, task, m, "none", lr)[i])]
+                    if rc["jacobian_final"] and rn["jacobian_final"]
+                ]
+                if both:
+                    pairs.append(tuple(np.mean(both, axis=0)))
             jac_clip = (
                 S.paired(
-                    [p[0] for p in pairs],
-                    [p[1] for p in pairs],
+                    [float(p[0]) for p in pairs],
+                    [float(p[1]) for p in pairs],
                     a="clipped",
                     b="unclipped",
-                    metric="log10 ||d h_T / d h_1|| after training",
+                    metric="log10 ||d h_T / d h_1|| after training (each seed's mean over its rates)",
                     higher_is_better=True,
                     hypothesis="clipped SGD stays nearer the exploding regime than unclipped SGD (a larger "
                     "full-length state Jacobian after training)",
@@ -925,17 +925,25 @@ def analyse(results: dict) -> dict:
     return out
 
 
+def _per_seed(results: dict, task: str, model: str, clip: str, key: str, reduce) -> list[float]:
+    """One number per seed, in seed order: ``reduce`` over the seed's runs at every swept rate."""
+    lrs = results["settings"][task]["lrs"][model]
+    by_rate = [_runs(results, task, model, clip, lr) for lr in lrs]
+    return [float(reduce([runs[i][key] for runs in by_rate])) for i in range(len(results["settings"]["seeds"]))]
+
+
 def _gate_analysis(results: dict) -> dict:
     """Per task: over every LSTM run with spikes (any clipping, any rate), each gate's share of the
-    squared layer norm at spikes against its share at the other steps, paired by run."""
+    squared layer norm at spikes against its share at the other steps. A seed's runs share its
+    initialization and data, so each seed's runs are averaged first and the test pairs by seed."""
     out = {}
     for task in TASKS:
-        runs = [
-            r
-            for k, r in results["runs"].items()
-            if k.startswith(f"{task}|lstm|") and r["gates"] and r["gates"]["spike_steps"] and r["gates"]["quiet_steps"]
-        ]
-        entry = {"runs": len(runs), "gates": {}}
+        by_seed: dict[int, list[dict]] = {}
+        for k, r in results["runs"].items():
+            if k.startswith(f"{task}|lstm|") and r["gates"] and r["gates"]["spike_steps"] and r["gates"]["quiet_steps"]:
+                by_seed.setdefault(int(k.rsplit("|", 1)[1]), []).append(r)
+        runs = [r for seed in sorted(by_seed) for r in by_seed[seed]]
+        entry = {"runs": len(runs), "seeds": len(by_seed), "gates": {}}
         for g in GATES:
             a = [r["gates"]["share_spike"][g] for r in runs]
             b = [r["gates"]["share_quiet"][g] for r in runs]
@@ -945,13 +953,13 @@ def _gate_analysis(results: dict) -> dict:
                 "share_quiet": float(np.mean(b)) if b else None,
                 "growth_median": float(np.median(growth)) if growth else None,
             }
-            if len(runs) >= 2:
+            if len(by_seed) >= 2:
                 e["test"] = S.paired(
-                    a,
-                    b,
+                    [float(np.mean([r["gates"]["share_spike"][g] for r in by_seed[seed]])) for seed in sorted(by_seed)],
+                    [float(np.mean([r["gates"]["share_quiet"][g] for r in by_seed[seed]])) for seed in sorted(by_seed)],
                     a="at spikes",
                     b="elsewhere",
-                    metric=f"share of gate {g}",
+                    metric=f"share of gate {g} (each seed's mean over its runs with spikes)",
                     higher_is_better=True,
                     hypothesis=f"gate {g} carries a larger share of the LSTM's gradient at spikes",
                 ).to_dict()
@@ -1190,7 +1198,16 @@ def _bits(x):
 
 
 def _counts_sentence(c: dict) -> str:
-    return S.Counts(**{**c, "a_ci": tuple(c["a_ci"]), "b_ci": tuple(c["b_ci"])}).sentence()
+    return S.MatchedCounts.from_dict(c).sentence()
+
+
+def _divergence_clause(c: dict) -> str:
+    """'0/15 clipped vs 5/15 unclipped, 4 of 5 seeds discordant, sign test p = 0.12': a pooled count with its
+    per-seed test."""
+    return (
+        f"{c['a_count']}/{c['a_n']} clipped vs {c['b_count']}/{c['b_n']} unclipped; {c['a_more'] + c['b_more']} of "
+        f"{c['seeds']} seeds discordant, {c['test']} p = {S.fmt_p(c['p'])}"
+    )
 
 
 def _paired_sentence(p: dict) -> str:
@@ -1211,9 +1228,12 @@ def _summary(results: dict) -> str:
         for m in MODELS:
             c = an["tasks"][task][m]["pooled"]
             verdicts.append(
-                f"{task} {m} diverged {c['a_count']}/{c['a_n']} clipped vs {c['b_count']}/{c['b_n']} unclipped ({c['verdict']})"
+                f"{task} {m} diverged {c['a_count']}/{c['a_n']} clipped vs {c['b_count']}/{c['b_n']} unclipped "
+                f"({c['verdict']})"
             )
-    parts.append("; ".join(verdicts))
+    parts.append(
+        "runs diverged over all rates, each verdict a paired exact test over the seeds: " + "; ".join(verdicts)
+    )
     p = an["tasks"]["text"]["simple_rnn"]["final"]
     if p is not None:
         parts.append(
@@ -1255,17 +1275,19 @@ def render(results: dict) -> str:
         "surface: a plain SGD step at the wall throws the weights far away, and rescaling the step when the "
         "gradient's norm exceeds a threshold keeps the model near the wall. Hypotheses (each tested per task):",
         "",
-        "- H1 (their result, simple_rnn): clipped SGD diverges less often than unclipped SGD (Fisher, pooled over "
-        "the learning rates), and ends with a lower test loss, each arm at its own best rate (paired by seed).",
+        "- H1 (their result, simple_rnn): clipped SGD diverges less often than unclipped SGD (paired by seed: "
+        "McNemar's exact test at each learning rate, and over all rates a sign test of each seed's number of "
+        "diverged rates), and ends with a lower test loss, each arm at its own best rate (paired by seed).",
         "- H2 (lstm): the same for an LSTM in the exploding regime.",
         "- H3: the scaled initialization puts the LSTM in the exploding regime: its full-length state Jacobian "
         "||d h_T / d h_1|| is larger than with Keras's default initialization (paired by seed).",
         "- H4: clipping limits the step, not the gradient: the raw (pre-clipping) norm spikes at least as often "
-        "with clipping (paired by seed and rate).",
+        "with clipping (each seed's mean over the rates, paired by seed).",
         "- H5: training (clipped, at the chosen rate) shrinks the full-length state Jacobian, away from the "
         "exploding regime (paired by seed against the same model at initialization).",
         "- H6 (exploratory, lstm): which gates' columns carry the gradient at spikes: each gate's share of the "
-        "layer's squared gradient norm at spikes vs at the other steps (paired by run).",
+        "layer's squared gradient norm at spikes vs at the other steps (each seed's mean over its runs with spikes, "
+        "paired by seed).",
         "",
         "## Published result and ours",
         "",
@@ -1404,7 +1426,8 @@ def render(results: dict) -> str:
                         lr,
                         f"{c['b_count']}/{c['b_n']}",
                         f"{c['a_count']}/{c['a_n']}",
-                        S.fmt_p(c["p"]),
+                        f"{c['b_more']} / {c['a_more']}",
+                        f"{S.fmt_p(c['p'])} (McNemar)",
                         c["verdict"],
                     ]
                 )
@@ -1416,12 +1439,37 @@ def render(results: dict) -> str:
                     "**all**",
                     f"**{c['b_count']}/{c['b_n']}**",
                     f"**{c['a_count']}/{c['a_n']}**",
-                    f"**{S.fmt_p(c['p'])}**",
+                    f"**{c['b_more']} / {c['a_more']}**",
+                    f"**{S.fmt_p(c['p'])}** (sign test)",
                     f"**{c['verdict']}**",
                 ]
             )
     lines += [
-        markdown_table(["task", "model", "lr", "diverged unclipped", "diverged clipped", "Fisher p", "verdict"], table),
+        markdown_table(
+            [
+                "task",
+                "model",
+                "lr",
+                "diverged unclipped",
+                "diverged clipped",
+                "seeds with more divergence unclipped / clipped",
+                "exact paired p",
+                "verdict",
+            ],
+            table,
+        ),
+        "",
+        f"Both arms of a seed share its initialization and training data at every rate, so the arms are compared "
+        f"seed by seed, never as independent samples: at each rate McNemar's exact test (a binomial test of the "
+        f"seeds where exactly one arm diverged), and over all rates the sign test of each seed's number of "
+        f"diverged rates (the seed, not the run, is the unit). With {n} paired seeds neither can reach "
+        f"p < {S.ALPHA:g}: a two-sided exact paired test needs at least {S.min_discordant()} discordant seeds, all "
+        f"one way (5 give p = 0.0625), so every divergence verdict here is inconclusive whatever the counts; "
+        f"{S.min_discordant()} or more seeds could decide one."
+        if n < S.min_discordant()
+        else "Both arms of a seed share its initialization and training data at every rate, so the arms are "
+        "compared seed by seed: at each rate McNemar's exact test, over all rates the sign test of each seed's "
+        "number of diverged rates.",
         "",
         "Non-finite losses among them: "
         + "; ".join(
@@ -1644,7 +1692,7 @@ def render(results: dict) -> str:
                 [
                     task,
                     g,
-                    ga["runs"],
+                    f"{ga['runs']} ({ga.get('seeds', 'n/a')})",
                     _f(e["share_quiet"]),
                     _f(e["share_spike"]),
                     _g(e["growth_median"]),
@@ -1667,13 +1715,13 @@ def render(results: dict) -> str:
     lines += [
         "Each gate's share of the LSTM layer's squared gradient norm (mean over the LSTM runs with spikes, any "
         "clipping and rate), and how much its norm grows at spikes (median of its norm at spikes over its median "
-        "elsewhere):",
+        "elsewhere); the test pairs each seed's mean share at spikes with its mean share elsewhere:",
         "",
         markdown_table(
             [
                 "task",
                 "gate",
-                "runs with spikes",
+                "runs (seeds) with spikes",
                 "share elsewhere",
                 "share at spikes",
                 "growth at spikes",
@@ -1814,7 +1862,8 @@ def _answer(results: dict) -> list[str]:
                 " Unclipped runs take the first gradients of the exploding initialization (median first-step norms "
                 f"{_g(min(firsts))} to {_g(max(firsts))} across tasks and models) as full steps and end far from the "
                 "wall, where the gradient through time shrinks: their full-length state Jacobians after training "
-                "are smaller than the clipped runs' for every task and model (paired by seed and rate, all "
+                "are smaller than the clipped runs' for every task and model (each seed's mean over the rates, paired by "
+                "seed; all "
                 "supported), whose clipped steps keep them near the wall, as in Pascanu et al.'s Figure 6."
             )
         lines.append(text)
@@ -1828,7 +1877,16 @@ def _answer(results: dict) -> list[str]:
     parts = []
     for m in MODELS:
         c, p = text[m]["pooled"], text[m]["final"]
-        piece = f"{m} diverged in {c['b_count']}/{c['b_n']} unclipped runs and {c['a_count']}/{c['a_n']} clipped ({c['verdict']})"
+        piece = (
+            f"{m} diverged in {c['b_count']}/{c['b_n']} unclipped runs and {c['a_count']}/{c['a_n']} clipped "
+            f"({c['verdict']}: {c['a_more'] + c['b_more']} of {c['seeds']} seeds discordant, {c['test']} p = "
+            f"{S.fmt_p(c['p'])}"
+            + (
+                f", the smallest p {c['seeds']} paired seeds can give being {2 * 0.5 ** c['seeds']:.4g})"
+                if c["verdict"] == "inconclusive" and c["a_more"] + c["b_more"] and c["seeds"] < S.min_discordant()
+                else ")"
+            )
+        )
         if p is not None and not p.get("both_at_chance"):
             piece += (
                 f", and at each arm's best rate clipping changed the test loss by {_bits(p['mean_diff']):+.2f} "
@@ -1889,8 +1947,14 @@ def _verdicts(results: dict) -> list[str]:
             e = an["tasks"][task][m]
             c = e["pooled"]
             lines.append(
-                f"- {h}, {task}, {m}, divergence: **{c['verdict']}** ({c['a_count']}/{c['a_n']} clipped vs "
-                f"{c['b_count']}/{c['b_n']} unclipped, Fisher p = {S.fmt_p(c['p'])})"
+                f"- {h}, {task}, {m}, divergence: **{c['verdict']}** ({_divergence_clause(c)}; per rate, McNemar "
+                "exact: "
+                + ", ".join(
+                    f"lr {lr} {d['a_count']}/{d['a_n']} vs {d['b_count']}/{d['b_n']} p = {S.fmt_p(d['p'])} "
+                    f"{d['verdict']}"
+                    for lr, d in e["divergence"].items()
+                )
+                + ")"
             )
             p = e["final"]
             if p is None:
@@ -1948,11 +2012,26 @@ def _open(results: dict) -> list[str]:
                     f"{max(s[task]['lrs'][m]):g}), so divergence does not separate the arms here; larger rates "
                     "would test it."
                 )
+            elif c["verdict"] == "inconclusive" and c["a_more"] + c["b_more"] == 0:
+                lines.append(
+                    f"- {task}, {m}: both arms diverged at the same seeds and rates ({c['a_count']}/{c['a_n']} "
+                    "each), so clipping changed no seed's outcome here; rates between the swept ones would show "
+                    "whether it moves the edge of divergence."
+                )
             elif c["verdict"] == "inconclusive":
+                need = S.min_discordant()
+                floor = (
+                    f"with {c['seeds']} paired seeds a two-sided exact paired test cannot reach p < {S.ALPHA:g} "
+                    f"(it needs at least {need} discordant seeds, all one way), so at least {need} seeds, and more "
+                    "where some seeds agree"
+                    if c["seeds"] < need
+                    else "more seeds"
+                )
                 lines.append(
                     f"- {task}, {m}: divergence {c['a_count']}/{c['a_n']} clipped vs {c['b_count']}/{c['b_n']} "
-                    "unclipped is not significant; more seeds, or rates where the unclipped arm diverges more often, "
-                    "would settle it."
+                    f"unclipped ({c['a_more'] + c['b_more']} of {c['seeds']} seeds discordant, {c['test']} p = "
+                    f"{S.fmt_p(c['p'])}) is not significant: {floor}, or rates where the unclipped arm diverges "
+                    "more often, would settle it."
                 )
             p = e["final"]
             if p is None:

@@ -30,8 +30,8 @@ Tasks:
 Every arm (arm x task x length) sweeps its learning rate on seed 0, chosen on validation
 data; the other paired seeds (the same training stream and the same initialization seed in
 every arm) train at the chosen rate. The training data is a fresh stream, as in HS97, so
-each sequence is seen once. Solved counts are compared with Fisher's exact test, per-run
-metrics with paired tests (studies.stats). Every run is stored as it finishes
+each sequence is seen once. Solved counts are compared seed by seed with McNemar's exact
+test, per-run metrics with paired tests (studies.stats). Every run is stored as it finishes
 (studies.store.RunStore), so a stopped study resumes.
 """
 
@@ -68,7 +68,7 @@ HS97_TO_OURS = 2.0  # our target = 2 x theirs (see the module docstring)
 MSE_SOLVED = 0.01
 HS97_RIGHT_SOLVED = 0.99
 RECALL_SOLVED = 0.99
-# (a, b): the hypothesis is that a is better than b. Fisher tests for every pair, paired tests too.
+# (a, b): the hypothesis is that a is better than b. McNemar tests for every pair, paired tests too.
 COMPARISONS = (
     ("lstm_chrono", "simple_rnn"),
     ("gru_chrono", "simple_rnn"),
@@ -503,7 +503,7 @@ CRITERION_NAMES = {"solved_mse": "solved (MSE <= 0.01)", "solved_hs97": "solved 
 
 
 def analyse(results: dict) -> dict:
-    """Per finished setting: per-arm summaries, chance checks, Fisher tests and paired tests."""
+    """Per finished setting: per-arm summaries, chance checks, McNemar tests on solved runs and paired tests."""
     s, chance = results["settings"], results["chance"]
     n_seeds = len(s["seeds"])
     out = {}
@@ -525,9 +525,11 @@ def analyse(results: dict) -> dict:
                 "diverged": int(sum(_values(results, task, length, arm, "diverged"))),
                 "n": len(v),
             }
+            entry["seeds"] = _values(results, task, length, arm, "seed")
             for c in CRITERIA[task]:
-                k = int(sum(_values(results, task, length, arm, c)))
-                entry[c] = {"count": k, "ci": list(S.rate_ci(k, len(v)))}
+                outcomes = [bool(x) for x in _values(results, task, length, arm, c)]
+                k = int(sum(outcomes))
+                entry[c] = {"count": k, "ci": list(S.rate_ci(k, len(v))), "outcomes": outcomes}
             if task == "adding":
                 entry["right"] = _finite(_values(results, task, length, arm, "test_right"), 0.0)
             arms[arm] = entry
@@ -544,11 +546,24 @@ def analyse(results: dict) -> dict:
             ).to_dict()
             p["both_at_chance"] = arms[a]["at_chance"] and arms[b]["at_chance"]
             paired.append(p)
+            if arms[a]["seeds"] != arms[b]["seeds"]:
+                raise ValueError(
+                    f"{task} {length}: {a} has seeds {arms[a]['seeds']}, {b} {arms[b]['seeds']}; solved counts are "
+                    "compared seed by seed, so every arm needs the same seeds: run the study again to finish them"
+                )
             for c in CRITERIA[task]:
+                # Both arms of a seed see the same data stream and initialization seed: McNemar's exact test
+                # on the seeds where exactly one arm solved, not Fisher's test of two independent samples.
                 what = CRITERION_NAMES[c]
-                n = arms[a]["n"]
-                fisher = S.counts(arms[a][c]["count"], n, arms[b][c]["count"], n, a=a, b=b, what=what).to_dict()
-                counts.append({**fisher, "criterion": c})
+                matched = S.matched_counts(
+                    arms[a][c]["outcomes"],
+                    arms[b][c]["outcomes"],
+                    a=a,
+                    b=b,
+                    what=what,
+                    hypothesis=f"{a} is {what} more often than {b}",
+                ).to_dict()
+                counts.append({**matched, "criterion": c})
         chosen = {
             sw["arm"]: sw["lr"]
             for sw in results["sweeps"]
@@ -656,9 +671,7 @@ def _paired_line(p: dict) -> str:
 
 
 def _counts_line(c: dict) -> str:
-    fields = {k: v for k, v in c.items() if k != "criterion"}
-    fields["a_ci"], fields["b_ci"] = tuple(fields["a_ci"]), tuple(fields["b_ci"])
-    return S.Counts(**fields).sentence()
+    return S.MatchedCounts.from_dict({k: v for k, v in c.items() if k != "criterion"}).sentence()
 
 
 def _find(items: list, a: str, b: str, criterion: str | None = None) -> dict:
@@ -691,9 +704,15 @@ def _summary(results: dict) -> str:
         solved = ", ".join(f"{arm} {a['arms'][arm]['solved_mse']['count']}/{a['arms'][arm]['n']}" for arm in ARMS)
         parts.append(
             f"HS97's adding problem at T = {a['length']}, solved (test MSE <= {s['mse_solved']}): {solved}; "
-            f"gates that start open (lstm_chrono) beat no gates (simple_rnn): **{c['verdict']}** "
-            f"(Fisher p {_p(c['p'])}; test MSE difference {_f(p['mean_diff'])} "
-            f"[{_f(p['ci_low'])}, {_f(p['ci_high'])}], 95% CI, paired t p {_p(p['t_p'])}: **{p['verdict']}**)"
+            f"gates that start open (lstm_chrono) beat no gates (simple_rnn) on test MSE: **{p['verdict']}** "
+            f"(difference {_f(p['mean_diff'])} [{_f(p['ci_low'])}, {_f(p['ci_high'])}], 95% CI, paired t p "
+            f"{_p(p['t_p'])}); on solved runs: **{c['verdict']}** (McNemar exact p {_p(c['p'])}"
+            + (
+                f", the smallest p {c['seeds']} paired seeds can give: a paired exact test needs at least "
+                f"{S.min_discordant()} discordant seeds for p < {S.ALPHA:g})"
+                if c["verdict"] == "inconclusive" and c["seeds"] < S.min_discordant() and c["a_more"] == c["seeds"]
+                else ")"
+            )
         )
     fails = _failures(results)
     if fails:
@@ -717,13 +736,10 @@ def _summary(results: dict) -> str:
 
 
 def _min_gap(n: int) -> int:
-    """The fewest successes out of ``n`` that beat 0/``n`` at p < 0.05 under Fisher's exact test."""
-    from scipy import stats
-
-    for k in range(1, n + 1):
-        if stats.fisher_exact([[k, n - k], [0, n]]).pvalue < S.ALPHA:
-            return k
-    return n + 1
+    """The fewest successes out of ``n`` paired seeds that beat 0/``n`` at p < 0.05 under McNemar's exact test
+    (each success a discordant seed); ``n + 1`` when even n/n vs 0/n cannot."""
+    k = S.min_discordant()
+    return k if k <= n else n + 1
 
 
 def render(results: dict) -> str:
@@ -754,8 +770,8 @@ def render(results: dict) -> str:
         "the way, so what they start at may matter as much as having them.",
         "",
         "- H1: gated models solve long-lag tasks that the simple RNN cannot, at the same budget and about "
-        "the same number of weights (each gated arm vs simple_rnn; Fisher on solved runs, paired test on "
-        "the per-run metric).",
+        "the same number of weights (each gated arm vs simple_rnn; McNemar's exact test on solved runs and a "
+        "paired t-test on the per-run metric, both paired by seed).",
         "- H2: gates that start open (chrono initialization) learn these tasks where the default "
         "initialization (forget bias 1; the state keeps about half of itself per step) does not "
         "(lstm_chrono vs lstm, gru_chrono vs gru).",
@@ -938,22 +954,22 @@ def _tally(labels: list[str]) -> str:
 def _verdicts(results: dict) -> list[str]:
     lines = []
     for name, pairs in HYPOTHESES:
-        paired, fisher = [], []
+        paired, solved = [], []
         for a in results["analysis"].values():
             for x, y in pairs:
                 p = _find(a["paired"], x, y)
                 paired.append("negative control" if p["both_at_chance"] else p["verdict"])
-                fisher.append(_find(a["counts"], x, y, _main_criterion(a["task"]))["verdict"])
+                solved.append(_find(a["counts"], x, y, _main_criterion(a["task"]))["verdict"])
         lines.append(
             f"- **{name}** ({len(paired)} arm pairs x settings): paired tests {_tally(paired)}; "
-            f"Fisher tests on solved runs {_tally(fisher)}."
+            f"McNemar exact tests on solved runs {_tally(solved)}."
         )
     lines += ["", "Each test:", ""]
     for a in results["analysis"].values():
         t = _title(a["task"], a["length"])
         for c in a["counts"]:
             if c["criterion"] == _main_criterion(a["task"]):
-                lines.append(f"- {t}: {c['hypothesis']}: **{c['verdict']}** (Fisher p {_p(c['p'])})")
+                lines.append(f"- {t}: {c['hypothesis']}: **{c['verdict']}** (McNemar exact p {_p(c['p'])})")
         for p in a["paired"]:
             v = "negative control (both at chance)" if p["both_at_chance"] else p["verdict"]
             lines.append(
@@ -973,19 +989,21 @@ def _open(results: dict) -> list[str]:
     n = len(results["settings"]["seeds"])
     gap = _min_gap(n)
     lines = []
+    floored = []
     for a in results["analysis"].values():
         t = _title(a["task"], a["length"])
         for c in a["counts"]:
-            if c["verdict"] == "inconclusive" and c["a_count"] != c["b_count"]:
-                need = (
-                    f"Fisher's test needs at least {gap}/{n} vs 0/{n}"
-                    if gap <= n
-                    else "Fisher's test cannot reach p < 0.05 even at n/n vs 0/n"
-                )
-                lines.append(
-                    f"- {t}, {c['hypothesis']}: {c['a_count']}/{c['a_n']} vs {c['b_count']}/{c['b_n']} is not "
-                    f"significant; with {n} seeds per arm {need}, so more seeds would settle it."
-                )
+            if c["verdict"] != "inconclusive" or not c["a_more"] + c["b_more"]:
+                continue
+            if gap > n:
+                floored.append(c)
+                continue
+            lines.append(
+                f"- {t}, {c['hypothesis']}: {c['a_count']}/{c['a_n']} vs {c['b_count']}/{c['b_n']} "
+                f"({c['a_more'] + c['b_more']} discordant seeds, McNemar exact p {_p(c['p'])}) is not significant; "
+                f"with {n} paired seeds McNemar's exact test needs at least {gap} discordant seeds, all one way "
+                f"({gap}/{n} vs 0/{n}), so more seeds would settle it."
+            )
         for p in a["paired"]:
             if p["both_at_chance"]:
                 lines.append(
@@ -997,6 +1015,15 @@ def _open(results: dict) -> list[str]:
                     f"- {t}, {p['hypothesis']}: the 95% interval [{_f(p['ci_low'])}, {_f(p['ci_high'])}] "
                     f"includes 0 with {n} paired seeds; more seeds would narrow it."
                 )
+    if floored:
+        extreme = sum(c["a_more"] + c["b_more"] == n for c in floored)
+        lines.append(
+            f"- {len(floored)} solved-run comparisons with discordant seeds are inconclusive ({extreme} of them "
+            f"{n}/{n} vs 0/{n} or the reverse, McNemar exact p = {2 * 0.5**n:.4g}): with {n} paired seeds no paired "
+            f"exact test can reach p < {S.ALPHA:g}, since it needs at least {S.min_discordant()} discordant seeds, "
+            f"all one way. At least {S.min_discordant()} seeds would let them decide; until then the paired tests "
+            "of the per-run metric carry these comparisons."
+        )
     fails = _failures(results)
     if fails:
         lines.append(

@@ -781,20 +781,13 @@ def _task_section(results, task, cmps, extra_cmps) -> list[str]:
     diverged = {a["arm"]: sum(1 for r in tr["runs"] if r["arm"] == a["arm"] and r.get("diverged")) for a in tr["arms"]}
     n = {a["arm"]: sum(1 for r in tr["runs"] if r["arm"] == a["arm"]) for a in tr["arms"]}
     if any(diverged.values()):
-        lines += ["", "Diverged runs (NaN loss), Fisher's exact test against the 1-layer arm:", ""]
-        for a in tr["arms"][1:]:
-            cnt = stats.counts(
-                diverged[a["arm"]],
-                n[a["arm"]],
-                diverged["d1"],
-                n["d1"],
-                a=a["label"],
-                b="1 layer",
-                what="diverged",
-                more_is_better=False,
-                hypothesis=f"{a['label']} diverged less often than 1 layer",
-            )
-            lines.append(f"- {cnt.sentence()}")
+        lines += [
+            "",
+            "Diverged runs (NaN loss) against the 1-layer arm, seed by seed (McNemar's exact test over the seeds "
+            "both arms finished):",
+            "",
+        ]
+        lines += [f"- {cnt.sentence()}" for cnt in divergence_tests(tr)]
     else:
         lines += ["", f"No run diverged (0 of {sum(n.values())} at the chosen rates)."]
     # Plateau of every arm's mean validation curve at its chosen rate.
@@ -821,6 +814,39 @@ def _task_section(results, task, cmps, extra_cmps) -> list[str]:
     figure = "stacking_text_curves.png" if task == "text" else "stacking_classify_curves.png"
     lines += ["", f"![{task} learning curves]({figure})", ""]
     return lines
+
+
+def divergence_tests(task_results: dict) -> list[stats.MatchedCounts]:
+    """Each deeper arm's diverged runs against the 1-layer arm's. Both arms of a seed share its data order
+    and initialization seed, so the test pairs them by seed (McNemar's exact test)."""
+    by_arm: dict[str, dict[int, bool]] = {a["arm"]: {} for a in task_results["arms"]}
+    for r in task_results["runs"]:
+        by_arm.setdefault(r["arm"], {})[r["seed"]] = bool(r.get("diverged"))
+    out = []
+    for arm in task_results["arms"][1:]:
+        seeds = sorted(set(by_arm[arm["arm"]]) & set(by_arm["d1"]))
+        out.append(
+            stats.matched_counts(
+                [by_arm[arm["arm"]][sd] for sd in seeds],
+                [by_arm["d1"][sd] for sd in seeds],
+                a=arm["label"],
+                b="1 layer",
+                what="diverged",
+                more_is_better=False,
+                hypothesis=f"{arm['label']} diverged less often than 1 layer",
+            )
+        )
+    return out
+
+
+def inconclusive_comparisons(results: dict, cmps_by_task: dict[str, list[stats.Paired]]) -> list[stats.Paired]:
+    """The comparisons whose verdict is inconclusive. Arm labels repeat across tasks, so an arm at chance
+    voids only its own task's comparisons."""
+    out = []
+    for task, cmps in cmps_by_task.items():
+        chance = arms_at_chance(results["tasks"][task], task)
+        out += [c for c in cmps if verdict_of(c, chance) == "inconclusive"]
+    return out
 
 
 def still_improving(task_results: dict) -> list[str]:
@@ -895,8 +921,7 @@ def _reading(results, text_cmp, cls_cmp) -> list[str]:
                     f"({rate:g}: {', '.join(edge)}); a {side} rate was not tried and might do better still.",
                     "",
                 ]
-    chance = arms_at_chance(tx, "text") + arms_at_chance(results["tasks"]["classify"], "classify")
-    inconclusive = [c for c in (*text_cmp, *cls_cmp) if verdict_of(c, chance) == "inconclusive"]
+    inconclusive = inconclusive_comparisons(results, {"text": text_cmp, "classify": cls_cmp})
     if inconclusive:
         widths = ", ".join(f"{c.a} ({fmt(c.ci_high - c.ci_low)})" for c in inconclusive if math.isfinite(c.ci_low))
         lines += [

@@ -41,6 +41,9 @@ ARMS = {
     "unshared": dict(model="unshared_rnn", cell="lstm"),
 }
 CHANCE = 0.5
+# H3a is contradicted only when the 95% CI's upper end is below chance + this margin: a model that
+# may be above chance by less than this has, for this hypothesis, not kept its accuracy.
+H3A_MARGIN = 0.1
 CEILING = 0.999
 # A run "solves" a marker test set at this accuracy (the label is a deterministic
 # function of the input, so a model that learned the rule gets close to 1).
@@ -455,10 +458,23 @@ def _paired_or_control(a_vals, b_vals, **kw) -> dict:
     return p
 
 
-def _count(a_vals, b_vals, what, **kw) -> dict:
-    a_k, b_k = sum(solved(v) for v in a_vals), sum(solved(v) for v in b_vals)
-    c = stats.counts(a_k, len(a_vals), b_k, len(b_vals), what=what, **kw).to_dict()
-    return c
+def _count(chosen, part, n, metric, what) -> dict:
+    """Solved runs of the two arms, seed by seed: both arms of a seed share its data and initialization
+    seed, so McNemar's exact test on the seeds where one arm solved and the other did not."""
+    by_seed = {arm: {r["key"]["seed"]: r["result"][metric] for r in chosen.get((part, arm, n), [])} for arm in ARMS}
+    seeds = sorted(by_seed["shared"])
+    if seeds != sorted(by_seed["unshared"]):
+        raise ValueError(
+            f"part {part}, N = {n}: shared has seeds {seeds}, unshared {sorted(by_seed['unshared'])}; solved counts "
+            "are compared seed by seed, so both arms need the same seeds: run the study again to finish them"
+        )
+    return stats.matched_counts(
+        [solved(by_seed["shared"][sd]) for sd in seeds],
+        [solved(by_seed["unshared"][sd]) for sd in seeds],
+        a="shared",
+        b="unshared",
+        what=what,
+    ).to_dict()
 
 
 def analyse(results) -> dict:
@@ -490,7 +506,9 @@ def analyse(results) -> dict:
     out["a_by_position"] = {
         arm: np.nanmean(_vals(chosen, "a", arm, n_a, "acc_by_position"), axis=0).tolist() for arm in ARMS
     }
-    out["a_solved_unseen"] = _count(sh, un, f"solved (>= {SOLVED}) at never-marked positions", a="shared", b="unshared")
+    out["a_solved_unseen"] = _count(
+        chosen, "a", n_a, "acc_unseen_positions", f"solved (>= {SOLVED}) at never-marked positions"
+    )
 
     out["b"] = []
     for n in s["sizes"]:
@@ -505,7 +523,7 @@ def analyse(results) -> dict:
                     hypothesis=f"H2: with {n} training sequences the shared model is more accurate",
                     **a_kw,
                 ),
-                "solved": _count(sv, uv, f"solved (>= {SOLVED})", a="shared", b="unshared"),
+                "solved": _count(chosen, "b", n, "test_acc", f"solved (>= {SOLVED})"),
             }
         )
 
@@ -519,7 +537,9 @@ def analyse(results) -> dict:
         m, lo, hi = stats.mean_ci(v)
         above = not stats.at_chance(v, CHANCE, higher_is_better=True)
         verdict = (
-            "supported" if above else ("contradicted" if not np.isnan(hi) and hi < CHANCE + 0.1 else "inconclusive")
+            "supported"
+            if above
+            else ("contradicted" if not np.isnan(hi) and hi < CHANCE + H3A_MARGIN else "inconclusive")
         )
         out["c"].append(
             {
@@ -735,11 +755,8 @@ def _paired_line(d: dict) -> str:
 
 
 def _count_line(c: dict) -> str:
-    return (
-        f"{c['a']} {c['a_count']}/{c['a_n']} [{c['a_ci'][0]:.2f}, {c['a_ci'][1]:.2f}], "
-        f"{c['b']} {c['b_count']}/{c['b_n']} [{c['b_ci'][0]:.2f}, {c['b_ci'][1]:.2f}] {c['what']} "
-        f"(exact 95% CIs), Fisher p {_p(c['p'])}: **{c['verdict']}**"
-    )
+    m = stats.MatchedCounts.from_dict(c)
+    return f"{m.counts_text()}; {m.discordant_text()}; McNemar exact p {_p(m.p)}: **{m.verdict}**{m.floor_note()}"
 
 
 def _position_note(by_position: dict, T: int) -> str:
@@ -845,7 +862,8 @@ def render(results) -> str:
         "- Statistics: per-seed differences (paired), mean with a t-based 95% CI, paired t-test (the verdict, "
         f"alpha = 0.05) and Wilcoxon signed-rank (a check; with {n_seeds} seeds its exact p cannot go below "
         f"{2 / 2**n_seeds:.3g}); solved counts with "
-        "Fisher's exact test and Clopper-Pearson CIs; an arm not above chance (one-sided t-test) is reported as such, "
+        "McNemar's exact test (paired by seed: the seeds where one arm solved and the other did not) and "
+        "Clopper-Pearson CIs; an arm not above chance (one-sided t-test) is reported as such, "
         "and when both arms are, the comparison is a negative control.",
         "",
     ]
@@ -937,12 +955,22 @@ def render(results) -> str:
                 "paired t p",
                 "Wilcoxon p",
                 "H2 verdict",
-                f"solved (>= {s['solved']}), Fisher",
+                f"solved (>= {s['solved']}), McNemar exact",
             ],
             table,
         ),
         "",
     ]
+    floor = [b["solved"] for b in an["b"] if b["solved"]["seeds"] < stats.min_discordant()]
+    if floor:
+        k = floor[0]["seeds"]
+        lines += [
+            f"Solved counts are compared seed by seed (McNemar's exact test). With {k} paired seeds its two-sided p "
+            f"cannot go below {2 * 0.5**k:.4g}: p < {stats.ALPHA:g} needs at least {stats.min_discordant()} "
+            f"discordant seeds, all one way, so {k}/{k} vs 0/{k} stays inconclusive; H2's verdict is the paired "
+            "t-test of the accuracies.",
+            "",
+        ]
     lines += ["- " + _paired_line(b["paired"]) for b in an["b"]]
     lines += [
         "",
@@ -976,7 +1004,10 @@ def render(results) -> str:
             table,
         ),
         "",
-        f"Markers >= {T} steps from the end need a memory longer than any seen in training.",
+        f"Markers >= {T} steps from the end need a memory longer than any seen in training. H3a is supported when "
+        f"the accuracy is above chance by a one-sided t-test against {CHANCE}, contradicted when it is not and "
+        f"the 95% CI's upper end lies below chance + {H3A_MARGIN:g} = {CHANCE + H3A_MARGIN:g} (a margin we set: "
+        "above chance by less than that is not keeping the accuracy), and inconclusive otherwise.",
         "",
     ]
     for c in an["c"]:

@@ -31,6 +31,10 @@ def test_committed_report_is_rendered_from_its_results():
     assert not results["quick"]
     assert len(results["settings"]["seeds"]) >= 5
     assert len(results["rows"]) == len(E._plan(results["settings"]))
+    # Every test's unit is the seed: no "paired seeds" count above the number of seeds.
+    report = (RESULTS / "report.md").read_text()
+    assert f"({len(results['settings']['seeds']) * 3} paired seeds" not in report
+    assert "Fisher" not in report
 
 
 @pytest.mark.slow
@@ -150,3 +154,80 @@ def test_text_windows_and_chance_level():
     np.testing.assert_array_equal(x[:, 1:], y[:, :-1])
     uniform = np.arange(3000) % 3 + 1
     assert E.unigram_loss(uniform, uniform, 4) == pytest.approx(math.log(3), rel=1e-3)
+
+
+def _stand_in_results(seeds: int = 5) -> dict:
+    """Results as run() would hold them, with made-up runs: text simple_rnn diverges unclipped at lr 3 on
+    seeds 0, 2, 3, 4 and at lr 1 on seed 4 (5 of 15 runs, 4 of 5 seeds); clipped spikes grow with the seed."""
+    import argparse
+
+    s = E._settings(argparse.Namespace(quick=False, seeds=seeds, clip=1.0, length=None, updates=None, text_file="x"))
+    blown = {(3.0, 0), (3.0, 2), (3.0, 3), (3.0, 4), (1.0, 4)}
+    shares = {g: 0.25 for g in E.GATES}
+    runs = {}
+    for task, m, clip, lr, seed in E._plan(s):
+        div = task == "text" and m == "simple_rnn" and clip == "none" and (lr, seed) in blown
+        k = s[task]["lrs"][m].index(lr)
+        spiking = m == "lstm" and clip == "clip" and seed < 2 and k <= seed  # seed 0: 1 run, seed 1: 2 runs
+        runs[f"{task}|{m}|{clip}|{lr}|{seed}"] = {
+            "diverged": div,
+            "diverged_strict": div,
+            "nonfinite": False,
+            "initial_val_loss": 2.0,
+            "final_val_loss": 3.0 if div else 1.0 + 0.01 * seed,
+            "test_loss": 1.0 + 0.01 * seed + (0.1 if clip == "none" else 0.0),
+            "test_error": 0.5,
+            "spikes": k + seed if clip == "clip" else 0,
+            "jacobian_init": [1.0, 2.0 + 0.1 * seed],
+            "jacobian_final": [0.0, (1.0 if clip == "clip" else -1.0) + 0.1 * seed + 0.2 * k],
+            "gates": {
+                "spike_steps": 3,
+                "quiet_steps": 100,
+                "share_spike": {**shares, "c": 0.5 + 0.1 * k + 0.01 * seed},
+                "share_quiet": shares,
+                "growth": {g: 10.0 for g in E.GATES},
+            }
+            if spiking
+            else None,
+            "layers": None,
+            "recurrent_layer": "rnn",
+        }
+    return {
+        "settings": s,
+        "runs": runs,
+        "chance": {"temporal_order": math.log(E.CLASSES), "text": 3.3},
+        "default_lstm_jacobian": {t: [[0.0, -5.0 - 0.1 * sd] for sd in range(seeds)] for t in E.TASKS},
+    }
+
+
+def test_clipped_and_unclipped_are_compared_seed_by_seed():
+    an = E.analyse(_stand_in_results())
+    text = an["tasks"]["text"]["simple_rnn"]
+    # At each rate the 5 seeds pair the arms: 4/5 vs 0/5 at lr 3 is McNemar's binomtest(4, 4), not Fisher's 0.048.
+    d = text["divergence"]["3.0"]
+    assert (d["test"], d["seeds"], d["b_count"], d["a_count"], d["b_more"]) == ("McNemar exact", 5, 4, 0, 4)
+    assert d["p"] == pytest.approx(0.125) and d["verdict"] == "inconclusive"
+    # Over the rates the seed stays the unit: 5/15 runs but 4 seeds diverged, so the sign test gives 0.125
+    # (Fisher on 0/15 vs 5/15 said 0.042, "supported").
+    pooled = text["pooled"]
+    assert (pooled["test"], pooled["seeds"], pooled["b_count"], pooled["b_n"]) == ("sign test over seeds", 5, 5, 15)
+    assert pooled["p"] == pytest.approx(0.125) and pooled["verdict"] == "inconclusive"
+    assert "at least 6 discordant seeds" in E._counts_sentence(pooled)
+
+
+def test_runs_at_several_rates_are_averaged_per_seed():
+    results = _stand_in_results()
+    an = E.analyse(results)
+    for task in E.TASKS:
+        for m in E.MODELS:
+            e = an["tasks"][task][m]
+            lrs = results["settings"][task]["lrs"][m]
+            # H4: one value per seed, the seed's mean spike count over its rates (k + seed over k = 0, 1, 2).
+            assert e["spikes"]["a_values"] == pytest.approx([1.0 + seed for seed in range(5)])
+            assert e["spikes"]["b_values"] == [0.0] * 5
+            assert len(lrs) == 3 and len(e["jacobian_clip_vs_none"]["a_values"]) == 5
+            assert e["jacobian_clip_vs_none"]["a_values"][0] == pytest.approx(1.0 + 0.2)  # mean over k of 0.2 k
+    # H6: the LSTM runs with spikes are seed 0's one run and seed 1's two; the test pairs 2 seeds, not 3 runs.
+    gates = an["gates"]["text"]
+    assert (gates["runs"], gates["seeds"]) == (3, 2)
+    assert gates["gates"]["c"]["test"]["a_values"] == pytest.approx([0.5, 0.5 + 0.05 + 0.01])

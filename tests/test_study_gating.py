@@ -114,9 +114,11 @@ def test_chrono_biases():
         G.chrono_biases("simple", lstm, t_max, rng)
 
 
-def test_fisher_gap():
-    assert G._min_gap(5) == 4  # 4/5 vs 0/5: p = 0.048; 3/5 vs 0/5 is not enough
-    assert G._min_gap(2) == 3  # never significant with 2 runs a side
+def test_solved_count_gap():
+    # Paired by seed, McNemar's exact test needs 6 discordant seeds: 5/5 vs 0/5 gives p = 0.0625.
+    assert G._min_gap(5) == 6  # never significant with 5 paired seeds
+    assert G._min_gap(6) == 6
+    assert G._min_gap(2) == 3
 
 
 def _synthetic_results(seeds=5):
@@ -171,8 +173,14 @@ def _synthetic_results(seeds=5):
 def test_verdicts_are_computed_from_the_runs():
     results = _synthetic_results()
     a = results["analysis"]["adding:100"]
-    fisher = G._find(a["counts"], "lstm_chrono", "simple_rnn", "solved_mse")
-    assert (fisher["a_count"], fisher["b_count"], fisher["verdict"]) == (5, 0, "supported")
+    solved = G._find(a["counts"], "lstm_chrono", "simple_rnn", "solved_mse")
+    # The seeds pair the arms: 5/5 vs 0/5 is 5 discordant seeds, McNemar exact p = 2 / 2**5, not Fisher's 0.0079.
+    assert (solved["a_count"], solved["b_count"], solved["test"]) == (5, 0, "McNemar exact")
+    assert solved["p"] == pytest.approx(0.0625) and solved["verdict"] == "inconclusive"
+    six = G._find(
+        _synthetic_results(seeds=6)["analysis"]["adding:100"]["counts"], "lstm_chrono", "simple_rnn", "solved_mse"
+    )
+    assert (six["a_count"], six["b_count"], six["verdict"]) == (6, 0, "supported")
     assert G._find(a["paired"], "lstm_chrono", "lstm")["verdict"] == "supported"
     assert a["arms"]["simple_rnn"]["at_chance"] and not a["arms"]["lstm_chrono"]["at_chance"]
     both = G._find(a["paired"], "lstm", "simple_rnn")
@@ -182,6 +190,8 @@ def test_verdicts_are_computed_from_the_runs():
     assert "negative control" in report
     assert "gated arms that failed: adding problem (HS97), T = 100: lstm 0/5, gru 0/5" in report
     assert "74,000" in report  # the published figure beside ours
+    assert "Fisher" not in report and "on solved runs: **inconclusive** (McNemar exact p = 0.062" in report
+    assert "needs at least 6 discordant seeds" in report
     assert G.render(json.loads(json.dumps(results))) == report  # a pure function of the JSON
 
 

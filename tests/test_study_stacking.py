@@ -116,3 +116,39 @@ def test_pairs_with_an_arm_at_chance_compare_nothing():
     assert stacking.verdict_of(c, ["2 layers, equal params"]).startswith("no comparison")
     assert stacking.verdict_of(c, []) == "contradicted"
     assert isinstance(c, stats.Paired) and c.n == 5
+
+
+def _task(chance_arm: str | None, text: bool) -> dict:
+    """Five seeds of a 1-layer arm and a 2-layer arm; ``chance_arm`` scores at chance."""
+    key = "test_loss" if text else "test_acc"
+    good, chance = (2.0, 3.3) if text else (0.9, 0.5)
+    runs = []
+    for arm in ("d1", "d2_params"):
+        for s in range(5):
+            v = chance if arm == chance_arm else good
+            runs.append({"arm": arm, "seed": s, key: v + 0.01 * ((s * 7 + len(arm)) % 5 - 2)})
+    info = {"unigram_test_loss": 3.3} if text else {"majority_test_acc": 0.5}
+    return {
+        "info": info,
+        "arms": [{"arm": "d1", "label": "1 layer"}, {"arm": "d2_params", "label": "2 layers, equal params"}],
+        "runs": runs,
+    }
+
+
+def test_an_arm_at_chance_voids_only_its_own_tasks_comparisons():
+    results = {"tasks": {"text": _task(None, text=True), "classify": _task("d2_params", text=False)}}
+    text_cmp = stacking.comparisons(results["tasks"]["text"], "text", *stacking.PRIMARY["text"])
+    cls_cmp = stacking.comparisons(results["tasks"]["classify"], "classify", *stacking.PRIMARY["classify"])
+    assert stacking.arms_at_chance(results["tasks"]["classify"], "classify") == ["2 layers, equal params"]
+    assert [c.verdict for c in text_cmp] == ["inconclusive"]
+    # The same label is at chance on classify only: the text comparison stays in the inconclusive list.
+    assert stacking.inconclusive_comparisons(results, {"text": text_cmp, "classify": cls_cmp}) == text_cmp
+
+
+def test_divergence_is_compared_seed_by_seed():
+    task = _task(None, text=True)
+    for r in task["runs"]:
+        r["diverged"] = r["arm"] == "d1" and r["seed"] < 5
+    (c,) = stacking.divergence_tests(task)
+    assert (c.test, c.seeds, c.a_count, c.b_count) == ("McNemar exact", 5, 0, 5)
+    assert c.p == pytest.approx(0.0625) and c.verdict == "inconclusive"

@@ -116,9 +116,9 @@ def test_plateau_measures_the_last_quarter():
     assert p["drop"] == pytest.approx(0.05)
 
 
-def test_full_settings_orchestration_with_stand_in_training(tmp_path, monkeypatch):
-    """The full run's bookkeeping without training: every arm sweeps its rates on seed 0, the lowest final
-    validation loss wins, seeds 1.. reuse it, and the report's verdicts follow the stand-in numbers."""
+def _stand_in_run(tmp_path, monkeypatch, short_spread: float = 0.002):
+    """tr.run with training replaced by made-up numbers: K <= L arms score 0.5 + short_spread x noise on
+    the delay task, every other arm 0.999. Returns the results and the list of training calls."""
     import argparse
 
     calls = []
@@ -131,7 +131,7 @@ def test_full_settings_orchestration_with_stand_in_training(tmp_path, monkeypatc
         # The stand-in prefers the larger rate for every arm but K=1.
         base = 1.0 + (0.1 if (lr == max(p["learning_rates"][arm])) == (arm == "K=1") else 0.0)
         val = [base + 1.0 / (e + 1) + 0.01 * rng.random() for e in range(p["epochs"])]
-        acc = 0.5 + 0.002 * rng.standard_normal() if (part == "delay" and short) else 0.999
+        acc = 0.5 + short_spread * rng.standard_normal() if (part == "delay" and short) else 0.999
         tokens = [(e + 1) * 1000 for e in range(p["epochs"])]
         return {
             "tokens": tokens,
@@ -162,6 +162,13 @@ def test_full_settings_orchestration_with_stand_in_training(tmp_path, monkeypatc
     args = argparse.Namespace(quick=False, seeds=5, text_file=None, name="truncation")
     results = tr.run(args, tmp_path)
     results["quick"] = False
+    return results, calls, args
+
+
+def test_full_settings_orchestration_with_stand_in_training(tmp_path, monkeypatch):
+    """The full run's bookkeeping without training: every arm sweeps its rates on seed 0, the lowest final
+    validation loss wins, seeds 1.. reuse it, and the report's verdicts follow the stand-in numbers."""
+    results, calls, args = _stand_in_run(tmp_path, monkeypatch)
     s = results["settings"]
     assert len(calls) == sum(len(s[p]["learning_rates"][a]) + 4 for p in tr.PARTS for a in tr.ARMS)
     for part in tr.PARTS:
@@ -170,10 +177,27 @@ def test_full_settings_orchestration_with_stand_in_training(tmp_path, monkeypatc
             assert results["chosen_lr"][part][arm] == (min(lrs) if arm == "K=1" else max(lrs))
             assert len(tr._vals(results, part, arm, "test_loss")) == 5
     report = tr.render(json.loads(json.dumps(results)))
-    assert "K <= L at chance: K=1, K=4 at chance" in report
+    assert "Hypothesis 1, K <= L at chance: an equivalence claim" in report
+    assert f"inside 0.5 ± {tr.CHANCE_MARGIN:g}" in report
+    # Seeds pair the arms: 5/5 vs 0/5 solved is McNemar's 2 / 2**5, short of 0.05 with 5 seeds.
     assert "K=16 learns the lag, K=4 does not: K=16 solved 5/5" in report
+    assert "McNemar exact p = 0.062: **inconclusive**" in report and "Fisher" not in report
     assert "**supported**" in report
     # Resuming reads every run back from runs.jsonl instead of training again.
     calls.clear()
     assert tr.run(args, tmp_path)["rows"] == results["rows"]
     assert calls == []
+
+
+def test_k_at_most_l_at_chance_needs_an_interval_inside_the_margin(tmp_path, monkeypatch):
+    """Accuracies spread around 0.5 are not significantly above chance, but their 95% CI is too wide to show
+    they are at chance: the verdict is inconclusive, not supported."""
+    results, _, _ = _stand_in_run(tmp_path, monkeypatch, short_spread=0.05)
+    an = tr.analyse(results)
+    assert an["delay"]["at_chance"]["K=4"]  # the one-sided test does not reject chance...
+    eq = an["delay"]["chance_equivalence"]
+    assert eq["margin"] == tr.CHANCE_MARGIN
+    assert eq["arms"]["K=4"]["high"] - eq["arms"]["K=4"]["low"] > 2 * tr.CHANCE_MARGIN
+    assert eq["verdict"] == "inconclusive"  # ...which is no evidence that it is at chance
+    report = tr.render(json.loads(json.dumps(results)))
+    assert "K <= L is not shown to be at chance" in report

@@ -130,6 +130,34 @@ def test_learning_rate_is_chosen_on_validation_never_on_test():
     assert ws._vals(chosen, "b", "shared", 100, "test_acc") == [0.60, 0.61, 0.62]
 
 
+def test_solved_counts_are_compared_seed_by_seed():
+    runs = []
+    for seed in (3, 0, 2, 1, 4):  # stored out of order: the test must pair by seed, not by position
+        runs.append(_run("b", "shared", seed, 0.01, 0.9, test_acc=0.99))
+        runs.append(_run("b", "unshared", seed, 0.01, 0.6, test_acc=0.99 if seed == 2 else 0.60))
+    _, chosen = ws._select({"runs": runs})
+    c = ws._count(chosen, "b", 100, "test_acc", "solved")
+    assert (c["test"], c["seeds"], c["a_count"], c["b_count"], c["a_more"], c["b_more"]) == (
+        "McNemar exact",
+        5,
+        5,
+        1,
+        4,
+        0,
+    )
+    assert c["p"] == pytest.approx(0.125) and c["verdict"] == "inconclusive"  # Fisher on 5/5 vs 1/5: 0.048
+    with pytest.raises(ValueError, match="same seeds"):
+        ws._count(ws._select({"runs": runs[:-1]})[1], "b", 100, "test_acc", "solved")
+
+
+def test_committed_report_states_the_h3a_margin():
+    if not (COMMITTED / "report.md").exists():
+        pytest.skip("no committed full run of weight_sharing yet")
+    report = (COMMITTED / "report.md").read_text()
+    assert f"below chance + {ws.H3A_MARGIN:g} = {ws.CHANCE + ws.H3A_MARGIN:g} (a margin we set" in report
+    assert "Fisher" not in report
+
+
 def test_both_arms_at_chance_is_a_negative_control():
     kw = dict(a="shared", b="unshared", metric="accuracy", higher_is_better=True)
     control = ws._paired_or_control([0.50, 0.49, 0.51, 0.50, 0.52], [0.48, 0.50, 0.49, 0.51, 0.50], **kw)
