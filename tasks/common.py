@@ -27,6 +27,17 @@ def command_key(options: TaskOptions) -> str:
     return hashlib.sha1(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def check_host(host: str, port: int, timeout: float = 5.0) -> None:
+    """Raise ConnectionError at once when ``host`` cannot be reached: offline, a dataset
+    library would otherwise spend minutes in download retries before failing."""
+    import socket
+
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        raise ConnectionError(f"cannot reach {host}:{port}: {exc}") from None
+
+
 def resolve_run_dir(options: TaskOptions, task: str, model: str) -> Path:
     """The run folder for these options: ``<runs>/<task>/<model>/<run_name or timestamp>/``.
 

@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import math
+import os
 import sys
 import typing
 from collections.abc import Callable, Sequence
@@ -26,10 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from zoo.config import CELLS, DTYPES, MERGE_MODES, MODEL_NAMES, ModelConfig
+from zoo.config import CELLS, DTYPES, MERGE_MODES, MODEL_NAMES, ModelConfig, cells_for, depth_range
 from zoo.errors import ConfigError, SeqzooError
 
 RESUME_MODES = ("auto", "never")
+SEED_MAX = 2**32 - 1  # the largest seed NumPy and TensorFlow accept
 LR_SCHEDULES = ("constant", "cosine")
 STRATEGIES = ("none", "mirrored", "multiworker")
 
@@ -73,8 +77,9 @@ def non_negative_int(name: str, value: Any) -> None:
 def positive_float(name: str, value: Any, *, optional: bool = False) -> None:
     if optional and value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ConfigError(name, value, "a positive number" + (" or None" if optional else ""))
+    # isfinite: inf and nan pass "> 0" or fail only later, deep in Keras or as a diverged run
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0 and math.isfinite(value)):
+        raise ConfigError(name, value, "a positive finite number" + (" or None" if optional else ""))
 
 
 def fraction(name: str, value: Any, *, closed: bool = False) -> None:
@@ -86,6 +91,56 @@ def fraction(name: str, value: Any, *, closed: bool = False) -> None:
     )
     if not ok:
         raise ConfigError(name, value, f"a number in [0, 1{']' if closed else ')'}")
+
+
+def seed(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= SEED_MAX:
+        raise ConfigError(name, value, f"an integer in [0, {SEED_MAX}] (0 to 2**32 - 1)")
+
+
+def run_name(name: str, value: Any) -> None:
+    """A single folder name: a separator or '..' would put the run outside <runs>/<task>/<model>/."""
+    if value is None:
+        return
+    # both separators everywhere: a run folder's name should mean the same on every system
+    if "/" in value or "\\" in value or value in (".", ".."):
+        raise ConfigError(
+            name,
+            value,
+            "a plain folder name (no '/', '\\' or '..')",
+            "The run is written to <runs>/<task>/<model>/<run name>/; choose the parent folder with runs (--runs)",
+        )
+
+
+@functools.cache
+def _typed_fields(cls: type) -> tuple[tuple[str, type, bool], ...]:
+    """(name, bool or str, whether None is allowed) for each bool or str field of ``cls``."""
+    hints = typing.get_type_hints(cls)
+    typed = []
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        kind = _value_type(hint)
+        if kind in (bool, str):
+            typed.append((f.name, kind, type(None) in typing.get_args(hint)))
+    return tuple(typed)
+
+
+def check_types(options: Any) -> None:
+    """Refuse a bool or str field given another type (``export="no"`` would be truthy and export).
+
+    The kinds come from the dataclass annotations, so a new field is checked without a line here.
+    A path given as ``pathlib.Path`` to a str field is kept as its string.
+    """
+    for name, kind, optional in _typed_fields(type(options)):
+        value = getattr(options, name)
+        if value is None and optional:
+            continue
+        if kind is str and isinstance(value, os.PathLike):
+            object.__setattr__(options, name, os.fspath(value))  # frozen: the one place it is converted
+            continue
+        if not isinstance(value, kind):
+            expected = "True or False" if kind is bool else "a string"
+            raise ConfigError(name, value, expected + (" or None" if optional else ""))
 
 
 def one_of(name: str, value: Any, choices: Sequence[Any]) -> None:
@@ -186,6 +241,7 @@ class TaskOptions:
     )
 
     def __post_init__(self) -> None:
+        check_types(self)
         one_of("model", self.model, MODEL_NAMES)
         positive_int("units", self.units)
         positive_int("num_layers", self.num_layers, optional=True)
@@ -212,16 +268,30 @@ class TaskOptions:
         if self.bptt is not None:
             from zoo.bptt import parse_bptt
 
-            try:
-                parse_bptt(self.bptt)
-            except ValueError as exc:
-                raise ConfigError(
-                    "bptt", self.bptt, "a positive integer K, 'full', or stages like '1:2,5:2,full'", str(exc)
-                ) from None
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ConfigError("seed", self.seed, "an integer")
+            parse_bptt(self.bptt)  # its ConfigError names bptt and what a stage must be
+        seed("seed", self.seed)
+        run_name("run_name", self.run_name)
         one_of("strategy", self.strategy, STRATEGIES)
         one_of("resume", self.resume, RESUME_MODES)
+        # Blame the setting that does not fit the model, not the model: --model gru --cell lstm is a bad cell.
+        if self.cell is not None and self.cell not in cells_for(self.model):
+            allowed = cells_for(self.model)
+            expected = f"unset or {allowed[0]!r}" if len(allowed) == 1 else "one of " + ", ".join(allowed)
+            raise ConfigError(
+                "cell",
+                self.cell,
+                f"{expected} for model {self.model!r}",
+                "Only bidirectional (lstm|gru) and unshared_rnn (simple|lstm) choose a cell",
+            )
+        if self.num_layers is not None:
+            low, high = depth_range(self.model)
+            if self.num_layers < low or (high is not None and self.num_layers > high):
+                bound = f"exactly {low}" if low == high else f"at least {low}"
+                hint = {
+                    "lstm": "Use model 'stacked_lstm' for num_layers >= 2",
+                    "stacked_lstm": "Use model 'lstm' for a single layer",
+                }.get(self.model, "")
+                raise ConfigError("num_layers", self.num_layers, f"{bound} for model {self.model!r}", hint)
         try:
             self.model_config()
         except ValueError as exc:

@@ -151,7 +151,10 @@ def test_unknown_task_is_a_clear_error():
         ({"dropout": 1.5}, "dropout must be a number in [0, 1), got 1.5"),
         ({"model": "transformer"}, "model must be one of lstm"),
         ({"clipnorm": 1.0, "global_clipnorm": 1.0}, "global_clipnorm must be None when clipnorm is set"),
-        ({"model": "lstm", "num_layers": 2}, "use model 'stacked_lstm' for num_layers >= 2"),
+        (
+            {"model": "lstm", "num_layers": 2},
+            "num_layers must be exactly 1 for model 'lstm', got 2. Use model 'stacked_lstm'",
+        ),
         ({"bptt": "0"}, "bptt must be"),
     ],
 )

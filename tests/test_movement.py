@@ -276,6 +276,17 @@ def test_bad_input_is_a_clear_error(tmp_path, case):
     assert "--" not in info.value.fix
 
 
+def test_binary_csv_names_the_file_and_utf8(tmp_path, capsys):
+    path = tmp_path / "prices.xlsx.csv"
+    path.write_bytes(b"PK\x03\x04\x14\x00\xff\xfe binary spreadsheet")
+    with pytest.raises(FileProblem, match="it is not UTF-8 text") as info:
+        md.read_csv(path)
+    assert info.value.path == str(path) and "CSV" in info.value.fix
+    assert mv.main(["--csv", str(path), "--no-export", "--runs", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(path) in err and "UTF-8" in err and len(err.splitlines()) == 1, err
+
+
 def test_missing_file_and_wrong_column_names(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         mv.load_data(mv.Options(csv=str(tmp_path / "nope.csv")))

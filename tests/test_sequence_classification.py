@@ -259,10 +259,24 @@ def test_bad_ts_files(tmp_path, cases, kwargs, error, words):
     assert str(path) in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["hello world\n", "1,2,3:a\n4,5,6:b\n", "@data\n1,2,3:a\n", "\x00\xff binary"],
+    ids=["plain-text", "no-headers", "only-data-header", "binary"],
+)
+def test_a_file_that_is_not_ts_is_called_malformed(tmp_path, text):
+    path = tmp_path / "notts.txt"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(ValueError, match="malformed .ts file.*Expected the UEA/sktime format") as info:
+        D.read_ts(path)
+    assert str(path) in str(info.value)
+
+
 def test_bad_input_through_the_command_line(tmp_path, capsys):
     good = _write_ts(tmp_path / "good.ts", GOOD)
     unseen = _write_ts(tmp_path / "unseen.ts", ["1,2:3,4:c", "1,2:3,4:a"], labels="a b c")
     three = _write_ts(tmp_path / "three.ts", ["1,2:3,4:5,6:a"], dims=3)
+    (tmp_path / "notts.txt").write_text("hello world\n")
     runs = ["--runs", str(tmp_path / "runs"), "--no-export", "--quick"]
     expect = {
         ("--ts-train", str(tmp_path / "nope.ts"), "--ts-test", str(good)): "No .ts file at",
@@ -271,6 +285,7 @@ def test_bad_input_through_the_command_line(tmp_path, capsys):
         ("--ts-train", str(good)): "--ts-test must be set together with its twin",
         ("--dataset", "NoSuchSet"): "JapaneseVowels",
         ("--max-length", "0"): "--max-length must be a positive integer or None, got 0",
+        ("--ts-train", str(tmp_path / "notts.txt"), "--ts-test", str(good)): "malformed .ts file",
     }
     for argv, words in expect.items():
         assert sc.main([*argv, *runs]) == 2, argv

@@ -133,6 +133,14 @@ def test_short_corpus_and_bad_seq_len(tmp_path, capsys):
     f.write_text("To be, or not to be. " * 20)  # 420 chars: 21 per val/test split
     with pytest.raises(ConfigError, match=r"seq_len must be at most 20 for this corpus, got 30\. Corpus too short"):
         tg.load_data(_options(text_file=str(f), seq_len=30))
+    # max_chars leaves no room for any seq_len: blame max_chars and never suggest a seq_len below 1
+    with pytest.raises(ConfigError, match=r"max_chars must be at least 198 for seq_len=10, got 5\. Corpus too short"):
+        tg.load_data(_options(text_file=str(f), max_chars=5, seq_len=10))
+    tiny = tmp_path / "tiny.txt"
+    tiny.write_text("abc")
+    with pytest.raises(ConfigError, match=r"text_file must be a text of at least ~220 characters") as info:
+        tg.load_data(_options(text_file=str(tiny), seq_len=10))
+    assert "at most 0" not in str(info.value)
     with pytest.raises(ConfigError, match="seq_len must be a positive integer, got 0"):
         tg.load_data(_options(text_file=str(f), seq_len=0))
     assert tg.main(["--text-file", str(f), "--seq-len", "-1", "--no-export"]) == 2
@@ -169,6 +177,7 @@ def test_streaming_batches_continue_each_stream():
 def test_tfds_tiny_shakespeare_mocked_and_offline_message(monkeypatch):
     import tensorflow_datasets as tfds
 
+    monkeypatch.setattr(tg_data, "check_host", lambda *a, **k: None)  # the mock needs no network
     with tfds.testing.mock_data(num_examples=20):
         data = tg.load_data(_options(data="tfds", seq_len=8, batch_size=2))
     assert data.provenance["source"].startswith("tfds tiny_shakespeare")
@@ -178,8 +187,21 @@ def test_tfds_tiny_shakespeare_mocked_and_offline_message(monkeypatch):
         raise ConnectionError("Failed to establish a new connection: network is unreachable")
 
     monkeypatch.setattr(tfds, "load", offline)
-    with pytest.raises(ConfigError, match="Without network.*set text_file to it"):
+    with pytest.raises(ConfigError, match="without it.*set text_file"):
         tg.load_data(_options(data="tfds", seq_len=8))
+
+
+def test_tfds_offline_fails_in_seconds_and_names_the_flag(tmp_path, monkeypatch, capsys):
+    import time
+
+    # an unresolvable host (RFC 2606 '.invalid'): the same failure as offline, also on a connected machine
+    monkeypatch.setattr(tg_data, "TFDS_HOST", ("seqzoo-test.invalid", 80))
+    start = time.monotonic()
+    argv = ["--data", "tfds", "--tfds-data-dir", str(tmp_path / "tfds"), "--quick", "--no-export"]
+    assert tg.main([*argv, "--runs", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert time.monotonic() - start < 30, "offline TFDS should fail at the host check, not after download retries"
+    assert "cannot reach seqzoo-test.invalid" in err and "--text-file" in err and len(err.splitlines()) == 1, err
 
 
 # ------------------------------------------------------------------ sampling rule
@@ -344,7 +366,9 @@ def test_options_defaults_and_errors_name_the_field():
     assert o.model_config().return_sequences and (o.data, o.mode, o.prime) == ("shakespeare", "random", "\n")
     cases = [
         ({"seq_len": 0}, "seq_len must be a positive integer, got 0"),
-        ({"temperature": 0.0}, "temperature must be a positive number, got 0.0"),
+        ({"temperature": 0.0}, "temperature must be a positive finite number, got 0.0"),
+        ({"temperature": float("inf")}, "temperature must be a positive finite number, got inf"),
+        ({"text_file": 3}, "text_file must be a string or None, got 3"),
         ({"prime": ""}, "prime must be at least one character when sample_length > 0, got ''"),
         ({"mode": "shuffled"}, "mode must be one of random, stream, got 'shuffled'"),
         ({"data": "web"}, "data must be one of shakespeare, tfds, got 'web'"),

@@ -84,7 +84,11 @@ def _parse_k(text: str, where: str) -> Bptt:
     except ValueError:
         k = 0
     if k <= 0:
-        raise ConfigError("bptt", where, "a positive integer number of steps or 'full'", f"Received stage K {text!r}")
+        # One sentence for a single bad value; a schedule also says which stage is wrong.
+        hint = "" if text == where.strip().lower() else f"Its stage K {text!r} is neither"
+        raise ConfigError(
+            "bptt", where, "a positive integer number of steps, 'full', or stages like '1:2,5:2,full'", hint
+        )
     return k
 
 

@@ -60,6 +60,12 @@ def depth_range(model: str) -> tuple[int, int | None]:
     return _MODEL_DEPTH[model]
 
 
+def cells_for(model: str) -> tuple[str, ...]:
+    """The cells ``model`` accepts; the first one is its default."""
+    check_model_name(model)
+    return _MODEL_CELLS[model]
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture of a zoo body. Field names are Keras's own argument names.

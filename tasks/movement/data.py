@@ -82,6 +82,12 @@ def read_csv(path: str | os.PathLike) -> pd.DataFrame:
         raise FileProblem(
             path, f"it could not be parsed as CSV ({exc})", "Check that it is comma-separated text with one header row"
         ) from None
+    except UnicodeDecodeError as exc:
+        raise FileProblem(
+            path,
+            f"it is not UTF-8 text ({exc.reason} at byte {exc.start})",
+            "Pass a UTF-8 text CSV file (e.g. Date,Close and daily rows), not a spreadsheet or binary file",
+        ) from None
     return frame
 
 

@@ -251,9 +251,6 @@ class Options(TaskOptions):
         non_negative_int("conv_filters", self.conv_filters)
         non_negative_int("fcn_filters", self.fcn_filters)
         non_negative_int("min_steps", self.min_steps)
-        for name in ("resample", "squeeze_excite", "dimension_shuffle"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(name, getattr(self, name), "True or False")
         if self.squeeze_excite and not self.fcn_filters:
             raise ConfigError(
                 "squeeze_excite",
@@ -271,8 +268,8 @@ class Options(TaskOptions):
             )
         if self.resample and self.max_length == 1:
             raise ConfigError("max_length", self.max_length, "at least 2 when resample is on (steps to stretch onto)")
-        if isinstance(self.noise, bool) or not isinstance(self.noise, (int, float)) or self.noise < 0:
-            raise ConfigError("noise", self.noise, "a number >= 0")
+        # Keras's GaussianNoise takes a std in [0, 1); refuse the rest here, where the field has its name.
+        fraction("noise", self.noise)
 
 
 def load_data(options: Options) -> TaskData:

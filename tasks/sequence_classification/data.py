@@ -108,8 +108,11 @@ def read_ts(path: str | os.PathLike) -> Series:
     if not path.is_file():
         raise FileNotFoundError(f"No .ts file at {path}: check the path given as ts_train/ts_test")
     try:
+        if not _has_data_header(path):  # sktime's own error for this is an unrelated TypeError
+            raise ValueError("no '@data' line")
         frame, labels = load_from_tsfile(str(path), return_data_type="nested_univ")
-    except (OSError, ValueError, IndexError, KeyError) as exc:
+    # sktime reports a file without headers (or plain text) as whatever its parser trips on, TypeError included
+    except (OSError, ValueError, IndexError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(
             f"{path}: malformed .ts file ({exc}). Expected the UEA/sktime format: '@problemName', "
             f"'@classLabel true ...' and '@data' headers, then one case per line, channels separated "
@@ -136,6 +139,11 @@ def read_ts(path: str | os.PathLike) -> Series:
     if not values:
         raise ValueError(f"{path}: no cases after '@data'")
     return Series(values, np.asarray(labels).astype(str), str(path))
+
+
+def _has_data_header(path: Path) -> bool:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return any(line.lstrip().lower().startswith("@data") for line in f)
 
 
 def class_names(labels: np.ndarray) -> list[str]:
@@ -227,13 +235,9 @@ def load_tfds_text(name: str, data_dir: str | None, quick: bool, val_fraction: f
 
 def check_online(name: str, timeout: float = 5.0) -> None:
     """Raise ConnectionError at once when ``name``'s download host cannot be reached."""
-    import socket
+    from tasks.common import check_host
 
-    host, port = DOWNLOAD_HOSTS[name]
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
-    except OSError as exc:
-        raise ConnectionError(f"cannot reach {host}:{port}: {exc}") from None
+    check_host(*DOWNLOAD_HOSTS[name], timeout=timeout)
 
 
 def describe(provenance: dict[str, Any]) -> str:

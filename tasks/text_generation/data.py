@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tasks.common import check_host
 from zoo.errors import ConfigError, FileProblem
 
 if TYPE_CHECKING:
@@ -30,6 +31,8 @@ SPLIT_NAMES = ("train", "val", "test")
 
 # small_data: a slice of each split and a few batches, enough to exercise every path.
 SMALL_CHARS = (20000, 3000, 3000)
+# Where TFDS downloads tiny_shakespeare from: checked first, so that offline fails in seconds.
+TFDS_HOST = ("raw.githubusercontent.com", 443)
 SMALL_STEPS = 3
 SMALL_EVAL_BATCHES = 2
 
@@ -120,14 +123,17 @@ def tfds_splits(data_dir: str | None = None) -> tuple[list[str], dict[str, Any]]
     import tensorflow_datasets as tfds
 
     try:
+        builder = tfds.builder("tiny_shakespeare", data_dir=data_dir)
+        if not builder.is_prepared():
+            check_host(*TFDS_HOST)  # offline, tfds.load would retry the download for minutes
         splits = tfds.load("tiny_shakespeare", split=["train", "validation", "test"], data_dir=data_dir)
     except Exception as exc:  # tfds raises many kinds (DownloadError, ConnectionError, OSError...)
         raise ConfigError(
             "data",
             "tfds",
-            "'shakespeare' (offline) or a text_file when TFDS cannot load tiny_shakespeare",
+            "'shakespeare' (offline) or a text_file (--text-file) when TFDS cannot load tiny_shakespeare",
             f"Could not load TFDS tiny_shakespeare ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
-            "Without network, download the text elsewhere and set text_file to it",
+            "It needs internet once; without it, download the text elsewhere and set text_file (--text-file) to it",
         ) from None
     texts = ["".join(ex["text"].numpy().decode("utf-8") for ex in ds) for ds in splits]
     return texts, {"source": "tfds tiny_shakespeare (train/validation/test splits)"}
@@ -245,15 +251,33 @@ def read_splits(options: Options) -> tuple[list[str], dict[str, Any]]:
         texts = [t[:n] for t, n in zip(texts, SMALL_CHARS, strict=True)]
     need = options.seq_len + 1
     shortest = min(range(3), key=lambda i: len(texts[i]))
-    if len(texts[shortest]) < need:
+    have = len(texts[shortest])
+    if have < need:
         name = ("train", "validation", "test")[shortest]
+        where = (
+            f"the {name} split has {have} characters (of {sum(map(len, texts))}), and every split needs "
+            f"seq_len + 1 = {need} (~{need * 20} characters in all for a 90/5/5 split)"
+        )
+        if options.max_chars and options.max_chars // 18 < need:
+            # max_chars is what cut the split short: validation and test keep max_chars // 18 characters
+            raise ConfigError(
+                "max_chars",
+                options.max_chars,
+                f"at least {18 * need} for seq_len={options.seq_len}",
+                f"Corpus too short: {where}; raise it, or lower seq_len (--seq-len)",
+            )
+        if have < 2:  # no seq_len fits: the text itself is too short
+            raise ConfigError(
+                "text_file" if options.text_file else "data",
+                options.text_file or options.data,
+                f"a text of at least ~{need * 20} characters for seq_len={options.seq_len}",
+                f"Corpus too short: {where}; pass a longer text",
+            )
         raise ConfigError(
             "seq_len",
             options.seq_len,
-            f"at most {max(len(texts[shortest]) - 1, 0)} for this corpus",
-            f"Corpus too short: the {name} split has {len(texts[shortest])} characters (of {sum(map(len, texts))}), "
-            f"and every split needs seq_len + 1 (~{need * 20} characters in all for a 90/5/5 split); pass a longer "
-            "text or a smaller seq_len",
+            f"at most {have - 1} for this corpus",
+            f"Corpus too short: {where}; pass a longer text or a smaller seq_len",
         )
     return texts, prov
 
