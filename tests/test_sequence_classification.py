@@ -272,6 +272,15 @@ def test_a_file_that_is_not_ts_is_called_malformed(tmp_path, text):
     assert str(path) in str(info.value)
 
 
+def test_class_labels_keep_the_files_spelling(tmp_path):
+    """sktime's reader lowercases labels; seqzoo serves them as the file writes them, so 'Up' stays
+    'Up' and labels that differ only by case stay two classes."""
+    path = _write_ts(tmp_path / "case.ts", ["1,2:3,4:Up", "2,3:4,5:up", "0,1:1,1:Up", "5,4:3,2:up"], labels="Up up")
+    series = D.read_ts(path)
+    assert series.labels.tolist() == ["Up", "up", "Up", "up"]
+    assert D.class_names(series.labels) == ["Up", "up"]
+
+
 def test_bad_input_through_the_command_line(tmp_path, capsys):
     good = _write_ts(tmp_path / "good.ts", GOOD)
     unseen = _write_ts(tmp_path / "unseen.ts", ["1,2:3,4:c", "1,2:3,4:a"], labels="a b c")

@@ -108,7 +108,8 @@ def read_ts(path: str | os.PathLike) -> Series:
     if not path.is_file():
         raise FileNotFoundError(f"No .ts file at {path}: check the path given as ts_train/ts_test")
     try:
-        if not _has_data_header(path):  # sktime's own error for this is an unrelated TypeError
+        written = labels_as_written(path)
+        if written is None:  # sktime's own error for this is an unrelated TypeError
             raise ValueError("no '@data' line")
         frame, labels = load_from_tsfile(str(path), return_data_type="nested_univ")
     # sktime reports a file without headers (or plain text) as whatever its parser trips on, TypeError included
@@ -138,12 +139,24 @@ def read_ts(path: str | os.PathLike) -> Series:
         values.append(series)
     if not values:
         raise ValueError(f"{path}: no cases after '@data'")
+    labels = [str(label) for label in labels]
+    # sktime lowercases class labels: 'Standing' would be served as 'standing', and labels 'A' and 'a'
+    # would silently become one class. The file's own spelling wins wherever it lines up case by case.
+    if len(written) == len(labels) and [w.lower() for w in written] == [label.lower() for label in labels]:
+        labels = written
     return Series(values, np.asarray(labels).astype(str), str(path))
 
 
-def _has_data_header(path: Path) -> bool:
+def labels_as_written(path: Path) -> list[str] | None:
+    """Each case's class label as the file spells it (what follows a case line's last ':'), or None
+    when the file has no '@data' line."""
     with open(path, encoding="utf-8", errors="replace") as f:
-        return any(line.lstrip().lower().startswith("@data") for line in f)
+        lines = f.read().splitlines()
+    at = next((i for i, line in enumerate(lines) if line.strip().lower().startswith("@data")), None)
+    if at is None:
+        return None
+    cases = [line for line in lines[at + 1 :] if line.strip() and not line.startswith("#")]
+    return [case.rsplit(":", 1)[-1].strip() for case in cases]
 
 
 def class_names(labels: np.ndarray) -> list[str]:
