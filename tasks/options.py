@@ -420,7 +420,9 @@ def build_parser(options_cls: type[TaskOptions], prog: str, description: str = "
             kwargs["help"] = meta["help"] if not default else f"do not {meta['help']}"
         else:
             shown = repr(default) if isinstance(default, str) else default
-            kwargs.update(type=kind, help=f"{meta['help']} (default: {shown})")
+            # a help text that already says what happens by default ("default: ...") needs no "(default: None)"
+            stated = default is None and "default" in meta["help"]
+            kwargs.update(type=kind, help=meta["help"] if stated else f"{meta['help']} (default: {shown})")
             if meta["choices"]:
                 kwargs["choices"] = meta["choices"]
             if meta["metavar"]:

@@ -96,3 +96,12 @@ def test_command_line_names_the_flag_in_one_line(argv, message, tmp_path, capsys
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert not (tmp_path / "escape").exists() and not (tmp_path / "runs").exists()
+
+
+def test_help_states_each_default_once():
+    """A help text that already says what its None default means gets no "(default: None)" after it."""
+    from tasks.options import build_parser
+
+    text = " ".join(build_parser(sc.Options, "seqzoo train classify").format_help().split())
+    assert "./saved_models) (default: None)" not in text and "256 tokens) (default: None)" not in text
+    assert "--data-dir DATA_DIR text: tensorflow_datasets data_dir (default: None)" in text
