@@ -22,6 +22,7 @@ import dataclasses
 import functools
 import math
 import os
+import re
 import sys
 import typing
 from collections.abc import Callable, Sequence
@@ -462,6 +463,23 @@ def describe_error(exc: SeqzooError, options_cls: type[TaskOptions] | None) -> s
     return exc.describe(flags.get(exc.field, "--" + exc.field.replace("_", "-")))
 
 
+def in_flags(message: str, options_cls: type[TaskOptions] | None) -> str:
+    """``message`` with the Python names of ``options_cls``'s fields written as their flags, for the
+    command line (``ts_train`` as ``--ts-train``; ``text_file (--text-file)`` as ``--text-file``).
+
+    Only names with an underscore: a plain field name (model, data, seed) is also an ordinary word.
+    A name in a file name (``/data/ts_train.ts``) or a keyword (``run_name=``) is left as it is.
+    """
+    if options_cls is None:
+        return message
+    for f in dataclasses.fields(options_cls):
+        if "_" in f.name and "help" in f.metadata:
+            flag = flag_of(f)
+            pattern = rf"(?<![\w.-]){f.name}(?: \({re.escape(flag)}\))?(?![\w=-])(?!\.\w)"
+            message = re.sub(pattern, flag, message)
+    return message
+
+
 def main_for(
     options_cls: type[TaskOptions],
     run: Callable[[TaskOptions], Result],
@@ -503,14 +521,14 @@ def guarded(
         return exc.exit_status
     except SeqzooError as exc:
         message = describe_error(exc, options_cls)
-        print(f"{prog}: error: {message}", file=sys.stderr)
+        print(f"{prog}: error: {in_flags(message, options_cls)}", file=sys.stderr)
         return 2
     except ValueError as exc:  # Keras's own argument errors
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {in_flags(str(exc), options_cls)}", file=sys.stderr)
         return 2
     except OSError as exc:  # missing or unreadable files, a full or read-only disk: the file and the reason
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"{prog}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"{prog}: error: {where}{in_flags(str(exc.strerror or exc), options_cls)}", file=sys.stderr)
         return 2
     except Terminated:
         print(f"\n{prog}: stopped by SIGTERM; {again}", file=sys.stderr)

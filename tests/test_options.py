@@ -105,3 +105,15 @@ def test_help_states_each_default_once():
     text = " ".join(build_parser(sc.Options, "seqzoo train classify").format_help().split())
     assert "./saved_models) (default: None)" not in text and "256 tokens) (default: None)" not in text
     assert "--data-dir DATA_DIR text: tensorflow_datasets data_dir (default: None)" in text
+
+
+def test_command_line_errors_name_flags_not_python_fields(tmp_path, capsys):
+    """The hints inside a message use the flags too (only snake_case names: plain words stay words),
+    while a file name that contains a field's name is left alone."""
+    from tasks.options import in_flags
+
+    missing = tmp_path / "ts_train.ts"
+    assert sc.main(["--ts-train", str(missing), "--ts-test", str(missing), "--quick", "--no-export"]) == 2
+    err = capsys.readouterr().err
+    assert "check the path given as --ts-train/--ts-test" in err and str(missing) in err
+    assert in_flags("set text_file (--text-file) to it; the model", tg.Options) == "set --text-file to it; the model"
