@@ -17,10 +17,9 @@ is reported as a robustness check, not used for the verdict.
 Success or divergence counts of arms paired by seed are compared pair by pair: McNemar's
 exact test (:func:`mcnemar_exact`), a two-sided binomial test of the discordant pairs (the
 seeds where exactly one arm succeeded). Fisher's exact test treats the two arms as
-independent samples, which seed-paired arms are not; it is kept (:func:`counts`) for arms
-that are truly unpaired. With n paired seeds the exact paired p-value cannot go below
-2 / 2**n, so 5 seeds never reach p < 0.05 (:func:`min_discordant`: 6 discordant pairs, all
-one way, are needed). Every rate gets an exact (Clopper-Pearson) interval.
+independent samples, which seed-paired arms are not, so no study uses it. With n paired
+seeds the exact paired p-value cannot go below 2 / 2**n, so 5 seeds never reach p < 0.05
+(:func:`min_discordant`: 6 discordant pairs, all one way, are needed). Every rate gets an exact (Clopper-Pearson) interval.
 
 A claim of "no effect" (an arm at chance) is an equivalence claim: :func:`within` supports it
 only when the 95% interval lies inside a stated margin around the reference, never merely
@@ -128,72 +127,6 @@ def paired(
         high,
         t_p,
         w_p,
-        verdict,
-    )
-
-
-@dataclass(frozen=True)
-class Counts:
-    """Success (or divergence) counts of two arms, Fisher's exact test."""
-
-    hypothesis: str
-    what: str  # e.g. "solved", "diverged"
-    a: str
-    b: str
-    a_count: int
-    a_n: int
-    b_count: int
-    b_n: int
-    a_ci: tuple[float, float]
-    b_ci: tuple[float, float]
-    p: float
-    verdict: str
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def sentence(self) -> str:
-        return (
-            f"{self.hypothesis}: {self.a} {self.what} {self.a_count}/{self.a_n} "
-            f"[{self.a_ci[0]:.2f}, {self.a_ci[1]:.2f}], {self.b} {self.b_count}/{self.b_n} "
-            f"[{self.b_ci[0]:.2f}, {self.b_ci[1]:.2f}] (exact 95% CIs); Fisher p = {fmt_p(self.p)}: "
-            f"**{self.verdict}**"
-        )
-
-
-def counts(
-    a_count: int,
-    a_n: int,
-    b_count: int,
-    b_n: int,
-    *,
-    a: str,
-    b: str,
-    what: str,
-    more_is_better: bool = True,
-    hypothesis: str | None = None,
-    alpha: float = ALPHA,
-) -> Counts:
-    """Compare the rates ``a_count/a_n`` and ``b_count/b_n``; the hypothesis is that ``a`` is better
-    (more ``what`` when ``more_is_better``, fewer otherwise)."""
-    from scipy import stats
-
-    p = float(stats.fisher_exact([[a_count, a_n - a_count], [b_count, b_n - b_count]]).pvalue)
-    a_rate, b_rate = a_count / a_n, b_count / b_n
-    better = a_rate > b_rate if more_is_better else a_rate < b_rate
-    verdict = ("supported" if better else "contradicted") if p < alpha else "inconclusive"
-    return Counts(
-        hypothesis or f"{a} is {what} more often than {b}",
-        what,
-        a,
-        b,
-        a_count,
-        a_n,
-        b_count,
-        b_n,
-        rate_ci(a_count, a_n),
-        rate_ci(b_count, b_n),
-        p,
         verdict,
     )
 
@@ -321,18 +254,17 @@ def matched_counts(
     ``more_is_better``, fewer otherwise). ``a_events``/``b_events`` hold one entry per seed, in seed order:
     a bool (one run per seed: McNemar's exact test) or, with ``runs_per_seed`` > 1, the seed's number of
     events over its runs (the sign test)."""
-    x, y = np.asarray(a_events, float), np.asarray(b_events, float)
-    if runs_per_seed == 1:
+    one = runs_per_seed == 1
+    if one:  # yes/no per seed: the sign test of 0/1 outcomes is McNemar's exact test
         x, y = (v.astype(float) for v in _outcomes(a_events, b_events))
-        p, test = mcnemar_exact(x.astype(bool), y.astype(bool)), "McNemar exact"
     else:
-        p, test = sign_test(x, y), "sign test over seeds"
+        x, y = np.asarray(a_events, float), np.asarray(b_events, float)
+    p, test = sign_test(x, y), "McNemar exact" if one else "sign test over seeds"
     a_more, b_more = int(np.sum(x > y)), int(np.sum(x < y))
     better = a_more > b_more if more_is_better else a_more < b_more
     verdict = ("supported" if better else "contradicted") if p < alpha else "inconclusive"
     n = len(x) * runs_per_seed
     a_k, b_k = int(round(x.sum())), int(round(y.sum()))
-    one = runs_per_seed == 1
     return MatchedCounts(
         hypothesis or f"{a} is {what} more often than {b}",
         what,
@@ -434,12 +366,10 @@ __all__ = [
     "ALPHA",
     "TIE_TOL",
     "VERDICTS",
-    "Counts",
     "MatchedCounts",
     "Paired",
     "Within",
     "at_chance",
-    "counts",
     "fmt_p",
     "matched_counts",
     "mcnemar_exact",
