@@ -124,14 +124,15 @@ def recipe_options(name: str) -> dict[str, object]:
 def split_ts(path: Path) -> tuple[list[str], list[str], list[str]]:
     """A ``.ts`` file as (header lines up to ``@data``, one line per case, the cases' labels).
 
-    The label is what follows the last ``:`` of a case's line (the format's class label).
+    The label is what follows the last ``:`` of a case's line (the format's class label), split as
+    the task's reader splits it.
     """
-    lines = path.read_text(encoding="utf-8").splitlines()
-    at = next((i for i, line in enumerate(lines) if line.strip().lower() == "@data"), None)
-    if at is None:
+    from tasks.sequence_classification.data import split_ts_text
+
+    parts = split_ts_text(path.read_text(encoding="utf-8"))
+    if parts is None:
         raise ValueError(f"{path}: no '@data' line; expected a UEA/sktime .ts file")
-    cases = [line for line in lines[at + 1 :] if line.strip() and not line.startswith("#")]
-    return lines[: at + 1], cases, [case.rsplit(":", 1)[1].strip() for case in cases]
+    return parts
 
 
 def write_folds(train_path: Path, folds: int, out: Path, seed: int = 0) -> list[tuple[Path, Path]]:
@@ -183,11 +184,14 @@ def load_done(store: Path) -> list[dict]:
     if not store.exists():
         return []
     rows = [{"split": 0, **json.loads(line)} for line in store.read_text().splitlines() if line.strip()]
-    return [
-        r
-        for r in rows
-        if r["recipe"] not in RECIPES or r.get("settings", recipe_options(r["recipe"])) == recipe_options(r["recipe"])
-    ]
+
+    def still_holds(row: dict) -> bool:
+        if row["recipe"] not in RECIPES:
+            return True
+        current = recipe_options(row["recipe"])
+        return row.get("settings", current) == current
+
+    return [r for r in rows if still_holds(r)]
 
 
 def summarize(rows: list[dict], folds: int, repeats: int = 1) -> list[dict]:

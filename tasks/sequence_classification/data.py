@@ -108,9 +108,10 @@ def read_ts(path: str | os.PathLike) -> Series:
     if not path.is_file():
         raise FileNotFoundError(f"No .ts file at {path}: check the path given as ts_train/ts_test")
     try:
-        written = labels_as_written(path)
-        if written is None:  # sktime's own error for this is an unrelated TypeError
+        parts = split_ts_text(path.read_text(encoding="utf-8", errors="replace"))
+        if parts is None:  # sktime's own error for this is an unrelated TypeError
             raise ValueError("no '@data' line")
+        written = parts[2]
         frame, labels = load_from_tsfile(str(path), return_data_type="nested_univ")
     # sktime reports a file without headers (or plain text) as whatever its parser trips on, TypeError included
     except (OSError, ValueError, IndexError, KeyError, TypeError, AttributeError) as exc:
@@ -147,16 +148,15 @@ def read_ts(path: str | os.PathLike) -> Series:
     return Series(values, np.asarray(labels).astype(str), str(path))
 
 
-def labels_as_written(path: Path) -> list[str] | None:
-    """Each case's class label as the file spells it (what follows a case line's last ':'), or None
-    when the file has no '@data' line."""
-    with open(path, encoding="utf-8", errors="replace") as f:
-        lines = f.read().splitlines()
+def split_ts_text(text: str) -> tuple[list[str], list[str], list[str]] | None:
+    """A ``.ts`` file's text as (header lines up to ``@data``, one line per case, each case's class
+    label as the file spells it: what follows the line's last ``:``), or None without an ``@data`` line."""
+    lines = text.splitlines()
     at = next((i for i, line in enumerate(lines) if line.strip().lower().startswith("@data")), None)
     if at is None:
         return None
     cases = [line for line in lines[at + 1 :] if line.strip() and not line.startswith("#")]
-    return [case.rsplit(":", 1)[-1].strip() for case in cases]
+    return lines[: at + 1], cases, [case.rsplit(":", 1)[-1].strip() for case in cases]
 
 
 def class_names(labels: np.ndarray) -> list[str]:
