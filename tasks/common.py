@@ -61,7 +61,9 @@ def resolve_run_dir(options: TaskOptions, task: str, model: str) -> Path:
     elif options.resume != "never" and base.is_dir():
         for cand in sorted((p for p in base.iterdir() if p.is_dir()), reverse=True):
             cmd = cand / "command.json"
-            if not (cmd.exists() and (cand / checkpoint.STATE).exists()):
+            # A checkpoint of its own or of a part trained first (a classifier's distillation teachers).
+            started = (cand / checkpoint.STATE).exists() or any(cand.glob(f"*/{checkpoint.STATE}"))
+            if not (cmd.exists() and started):
                 continue
             finished = files.status(cand).get("status") == "finished"
             if files.read_json(cmd, "run's settings record").get("key") == key and not finished:

@@ -155,6 +155,7 @@ REGISTERING_MODULES = (
     "zoo.optimizers",
     "zoo.train_step",
     "tasks.sequence_classification.layers",
+    "tasks.sequence_classification.distill",
     "tasks.movement.features",
     "tasks.movement.evaluate",
     "tasks.text_generation",

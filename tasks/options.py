@@ -467,16 +467,17 @@ def in_flags(message: str, options_cls: type[TaskOptions] | None) -> str:
     """``message`` with the Python names of ``options_cls``'s fields written as their flags, for the
     command line (``ts_train`` as ``--ts-train``; ``text_file (--text-file)`` as ``--text-file``).
 
-    Only names with an underscore: a plain field name (model, data, seed) is also an ordinary word.
-    A name in a file name (``/data/ts_train.ts``) or a keyword (``run_name=``) is left as it is.
+    A plain field name (model, csv, seed) is also an ordinary word, so it changes only where the
+    message writes it with its flag (``csv (--csv)``). A name in a file name (``/data/ts_train.ts``)
+    or a keyword (``run_name=``) is left as it is.
     """
     if options_cls is None:
         return message
     for f in dataclasses.fields(options_cls):
-        if "_" in f.name and "help" in f.metadata:
-            flag = flag_of(f)
-            pattern = rf"(?<![\w.-]){f.name}(?: \({re.escape(flag)}\))?(?![\w=-])(?!\.\w)"
-            message = re.sub(pattern, flag, message)
+        if "help" in f.metadata:
+            with_flag = rf"(?: \({re.escape(flag_of(f))}\))" + ("?" if "_" in f.name else "")
+            pattern = rf"(?<![\w.-]){f.name}{with_flag}(?![\w=-])(?!\.\w)"
+            message = re.sub(pattern, flag_of(f), message)
     return message
 
 

@@ -155,8 +155,8 @@ BAD_OPTIONS = {
     "patience": ({"patience": 0}, "a positive integer"),
     "val_fraction": ({"val_fraction": 0.0}, "a number in (0, 1)"),
     "test_fraction": ({"val_fraction": 0.5, "test_fraction": 0.6}, "below 1 - val_fraction"),
-    "ticker": ({"csv": "prices.csv", "ticker": "SPY"}, "None when csv is set"),
-    "start": ({"start": "2020-01-01"}, "None unless ticker is set"),
+    "ticker": ({"csv": "prices.csv", "ticker": "SPY"}, "None when csv (--csv) is set"),
+    "start": ({"start": "2020-01-01"}, "None unless ticker (--ticker) is set"),
     "class_weight": ({"class_weight": "inverse"}, "one of balanced, none"),
     "dataset": ({"dataset": "dax"}, "one of sp500, nasdaq"),
 }
@@ -174,6 +174,7 @@ def test_bad_options_name_the_field_and_the_cli_shows_its_flag(field, capsys):
     assert seqzoo(["train", "movement", *argv, "--no-export"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"--{field.replace('_', '-')} must be" in err[0], err
+    assert "(--" not in err[0], "the command line names each setting by its flag alone"
 
 
 def test_data_errors_name_the_settings_that_fix_them(tmp_path):

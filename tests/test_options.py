@@ -108,8 +108,8 @@ def test_help_states_each_default_once():
 
 
 def test_command_line_errors_name_flags_not_python_fields(tmp_path, capsys):
-    """The hints inside a message use the flags too (only snake_case names: plain words stay words),
-    while a file name that contains a field's name is left alone."""
+    """The hints inside a message use the flags too (a one-word name only where the message pairs it
+    with its flag: plain words stay words), while a file name that contains a field's name is left alone."""
     from tasks.options import in_flags
 
     missing = tmp_path / "ts_train.ts"
@@ -117,3 +117,4 @@ def test_command_line_errors_name_flags_not_python_fields(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "check the path given as --ts-train/--ts-test" in err and str(missing) in err
     assert in_flags("set text_file (--text-file) to it; the model", tg.Options) == "set --text-file to it; the model"
+    assert in_flags("read csv (--csv), a csv file", mv.Options) == "read --csv, a csv file"

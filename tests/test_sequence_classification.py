@@ -391,7 +391,8 @@ def test_quick_run_exports_and_serves_in_a_separate_process(tmp_path, capsys):
 # ----------------------------------------------------------------------------- text (TFDS)
 
 
-def test_imdb_with_mock_data(tmp_path, monkeypatch):
+@pytest.mark.parametrize("teachers", [0, 1])
+def test_imdb_with_mock_data(tmp_path, monkeypatch, teachers):
     import tensorflow_datasets as tfds
 
     monkeypatch.setattr(D, "check_online", lambda name: None)  # mock_data fakes the download itself
@@ -404,6 +405,7 @@ def test_imdb_with_mock_data(tmp_path, monkeypatch):
             batch_size=16,
             data_dir=str(tmp_path / "tfds"),
             tmp_path=tmp_path,
+            teachers=teachers,  # distillation gathers and replays text inputs too
         )
         result = sc.run(options, verbose=0)
     assert result.details["data"].spec.class_names == ["neg", "pos"]

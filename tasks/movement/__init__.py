@@ -150,16 +150,16 @@ class Options(TaskOptions):
             raise ConfigError(
                 "ticker",
                 self.ticker,
-                "None when csv is set",
-                "Read prices from csv or download them with ticker, not both",
+                "None when csv (--csv) is set",
+                "Read prices from csv (--csv) or download them with ticker (--ticker), not both",
             )
         for name in ("start", "end"):
             if getattr(self, name) is not None and self.ticker is None:
                 raise ConfigError(
                     name,
                     getattr(self, name),
-                    "None unless ticker is set",
-                    "start and end choose the dates of a ticker download",
+                    "None unless ticker (--ticker) is set",
+                    "start (--start) and end (--end) choose the dates of a ticker (--ticker) download",
                 )
         positive_int("window", self.window)
         check_fractions(self.val_fraction, self.test_fraction)

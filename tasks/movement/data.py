@@ -93,7 +93,7 @@ def read_csv(path: str | os.PathLike) -> pd.DataFrame:
 
 def download(ticker: str, start: str | None = None, end: str | None = None) -> pd.DataFrame:
     """Daily OHLCV for ``ticker`` from Yahoo Finance via the optional ``yfinance`` package."""
-    offline = "read prices offline with csv=PATH or dataset='sp500' / 'nasdaq' instead"
+    offline = "read prices offline from a file with csv (--csv), or from dataset (--dataset) 'sp500' or 'nasdaq'"
     try:
         import yfinance as yf
     except ImportError:

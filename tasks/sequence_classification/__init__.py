@@ -25,7 +25,7 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -50,6 +50,7 @@ from tasks.options import (
     non_negative_int,
     one_of,
     option,
+    positive_float,
     positive_int,
 )
 from tasks.sequence_classification import data as D
@@ -63,6 +64,7 @@ OBJECTIVE = ("val_accuracy", "max")
 TEXT_MAX_LENGTH = 256  # tokens per review when --max-length is not given
 
 POOLINGS = ("last", "mean")
+DISTILL_TEMPERATURE = 4.0  # the distill_temperature default: a usual choice in the distillation literature
 
 
 @dataclass
@@ -221,6 +223,19 @@ class Options(TaskOptions):
         "time step as its features, as in MLSTM-FCN (needs resample; the FCN branch still reads time as steps)",
         group="classifier",
     )
+    teachers: int = option(
+        0,
+        "knowledge distillation: first train this many models of the same settings (seeds seed+1, seed+2, "
+        "...), then train the exported model toward their averaged class probabilities on each training "
+        "sequence, softened by distill_temperature, instead of the labels; costs teachers+1 trainings (0: off)",
+        group="classifier",
+    )
+    distill_temperature: float = option(
+        DISTILL_TEMPERATURE,
+        "with teachers: the temperature both the teachers' averaged probabilities and the model's own are "
+        "softened to in the distillation loss (1: the probabilities as they are)",
+        group="classifier",
+    )
     # Defaults from earlier tuning on JapaneseVowels, which also looked at test accuracy: to be
     # re-chosen on a validation split only.
     model: str = default("model", "gru")
@@ -268,6 +283,15 @@ class Options(TaskOptions):
             )
         if self.resample and self.max_length == 1:
             raise ConfigError("max_length", self.max_length, "at least 2 when resample is on (steps to stretch onto)")
+        non_negative_int("teachers", self.teachers)
+        positive_float("distill_temperature", self.distill_temperature)
+        if self.distill_temperature != DISTILL_TEMPERATURE and not self.teachers:
+            raise ConfigError(
+                "distill_temperature",
+                self.distill_temperature,
+                "left at its default without teachers",
+                "It softens the teachers' predictions: set teachers (--teachers) too",
+            )
         # Keras's GaussianNoise takes a std in [0, 1); refuse the rest here, where the field has its name.
         fraction("noise", self.noise)
 
@@ -451,11 +475,11 @@ def build_model(config: ModelConfig, data: TaskData, *, pooling: str | None = No
     return zoo.SeqModel(inputs, probs, name=f"classify_{config.model}")
 
 
-def compile(model, data: TaskData, **training_kwargs):  # noqa: A001 (the task API's name)
-    """Sparse categorical cross-entropy and accuracy through ``zoo.training.compile_model``."""
+def compile(model, data: TaskData, *, loss: Any = "sparse_categorical_crossentropy", **training_kwargs):  # noqa: A001 (the task API's name)
+    """``loss`` (by default sparse categorical cross-entropy) and accuracy through ``zoo.training.compile_model``."""
     from zoo.training import compile_model
 
-    return compile_model(model, loss="sparse_categorical_crossentropy", metrics=["accuracy"], **training_kwargs)
+    return compile_model(model, loss=loss, metrics=["accuracy"], **training_kwargs)
 
 
 def predict(model, dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -518,11 +542,71 @@ def epochs_for(options: Options, steps_per_epoch: int) -> int:
     return max(options.epochs, math.ceil(options.min_steps / steps_per_epoch))
 
 
+def train(
+    model,
+    options: Options,
+    data: TaskData,
+    run_dir: Path,
+    *,
+    loss: Any = "sparse_categorical_crossentropy",
+    verbose: int | str = "auto",
+):
+    """Compile ``model`` and fit it on ``data``'s training split into ``run_dir``, resuming what is there.
+
+    The run stays marked ``trained`` (not ``finished``), so a resumed command reloads the weights
+    and trains nothing more.
+    """
+    from zoo.training import fit
+
+    with strategy_scope(options):
+        compile(model, data, loss=loss, **options.training_kwargs())
+        return fit(
+            model,
+            data.train,
+            data.val,
+            epochs=options.epochs,
+            run_dir=run_dir,
+            callbacks=schedule_callbacks(options),
+            verbose=verbose,
+            finish=False,
+            **options.fit_kwargs(),
+        )
+
+
+def distilled(options: Options, config: ModelConfig, data: TaskData, folder: Path, verbose: int | str) -> TaskData:
+    """Train ``options.teachers`` teachers (each into ``folder/teacher<i>``, so that an interrupted command
+    resumes them) and return ``data`` with the training split's labels replaced by the teachers' averaged
+    probabilities at ``distill_temperature``, the validation split's by one-hot rows.
+
+    The teachers never see the test split: it is read once, by the exported model.
+    """
+    import tensorflow as tf
+
+    from tasks.sequence_classification import distill
+
+    inputs, labels = distill.gather(data.train)
+    teachers = []
+    for i in range(1, options.teachers + 1):
+        seed = (options.seed + i) % 2**32
+        if verbose:
+            print(f"Teacher {i} of {options.teachers} (seed {seed})")
+        set_seed(seed)
+        teacher = build_in_scope(options, lambda: build_model(config, data))
+        own_order = replace(data, train=distill.batched(inputs, labels, options.batch_size, seed))
+        train(teacher, options, own_order, folder / f"teacher{i}", verbose=verbose)
+        teachers.append(teacher)
+    targets = distill.ensemble_targets(teachers, inputs, options.batch_size, options.distill_temperature)
+    if verbose:
+        print(f"Training the exported model on {options.teachers} teachers' predictions")
+    classes = len(data.spec.class_names)
+    val = data.val.map(lambda x, y: (x, tf.one_hot(y, classes))) if data.val is not None else None
+    return replace(data, train=distill.batched(inputs, targets, options.batch_size, options.seed), val=val)
+
+
 def run(options: Options, *, verbose: int | str = "auto") -> Result:
     """Train, evaluate on the test split and (unless ``export=False``) export; prints nothing but Keras's
     progress (``verbose``) -- :func:`report` prints the summary."""
     from tasks.export import export, saved_models_root
-    from zoo.training import fit
 
     strategy = distribution_strategy(options.strategy)  # first: before any TensorFlow op
     check_folders(options)
@@ -532,21 +616,16 @@ def run(options: Options, *, verbose: int | str = "auto") -> Result:
     data = load_data(options)
     if options.min_steps:
         options = options.replace(epochs=epochs_for(options, int(data.train.cardinality())))
-    model = build_in_scope(options, lambda: build_model(config, data))  # variables mirrored over the replicas
     folder = resolve_run_dir(options, TASK, config.model)
-    with strategy_scope(options):
-        compile(model, data, **options.training_kwargs())
-        history = fit(
-            model,
-            data.train,
-            data.val,
-            epochs=options.epochs,
-            run_dir=folder,
-            callbacks=schedule_callbacks(options),
-            verbose=verbose,
-            finish=False,
-            **options.fit_kwargs(),
-        )
+    loss = "sparse_categorical_crossentropy"
+    if options.teachers:
+        from tasks.sequence_classification.distill import SoftTargetCrossEntropy
+
+        data = distilled(options, config, data, folder, verbose)
+        loss = SoftTargetCrossEntropy(options.distill_temperature)
+        set_seed(options.seed)  # the student starts as the same run without teachers would
+    model = build_in_scope(options, lambda: build_model(config, data))  # variables mirrored over the replicas
+    history = train(model, options, data, folder, loss=loss, verbose=verbose)
     probs, labels = predict(model, data.test)
     names = data.spec.class_names
     metrics = classification_metrics(labels, probs.argmax(-1), len(names))
@@ -575,6 +654,8 @@ def run(options: Options, *, verbose: int | str = "auto") -> Result:
                 "squeeze_excite": options.squeeze_excite,
                 "resample": options.resample,
                 "dimension_shuffle": options.dimension_shuffle,
+                "teachers": options.teachers,
+                **({"distill_temperature": options.distill_temperature} if options.teachers else {}),
                 **options.training_kwargs(),
             },
             "serve": (

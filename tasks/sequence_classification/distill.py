@@ -1,0 +1,87 @@
+"""Knowledge distillation of a seed ensemble into one classifier (the ``teachers`` option).
+
+Several models of the same settings, differing only in their seeds, make different mistakes;
+their averaged prediction is better than any one of them, but it costs one model per seed to
+serve. Distillation (Hinton, Vinyals and Dean, 2015) trains one student on the ensemble's
+predicted class probabilities for each training sequence, softened by a temperature so that
+the small probabilities of the wrong classes (which classes the ensemble finds alike) still
+carry weight, instead of on the one-hot labels. The export is the student alone.
+
+This module knows nothing about how a model is built or trained: the task hands it the
+trained teachers and the training split's batches.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+# The probability floor under the student's log: a softmax output can underflow to 0.
+_EPSILON = 1e-7
+
+
+def soften(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """``probs`` (rows summing to 1) at ``temperature``: the softmax of ``log(probs) / temperature``."""
+    logits = np.log(np.clip(probs, 1e-12, 1.0)) / temperature
+    logits -= logits.max(axis=-1, keepdims=True)
+    out = np.exp(logits)
+    return (out / out.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+@keras.saving.register_keras_serializable(package="seqzoo")
+class SoftTargetCrossEntropy(keras.losses.Loss):
+    """Cross-entropy between target distributions and a softmax model's probabilities at ``temperature``.
+
+    ``y_true`` holds distributions already softened to ``temperature`` (:func:`soften`); ``y_pred`` is the
+    model's softmax output, softened here the same way. The loss is scaled by ``temperature ** 2``, so that
+    its gradients keep their size whatever the temperature (Hinton et al., 2015). At temperature 1 it is
+    plain categorical cross-entropy.
+    """
+
+    def __init__(self, temperature: float = 1.0, name: str = "soft_target_crossentropy", **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+        self.temperature = float(temperature)
+
+    def call(self, y_true, y_pred):
+        logits = ops.log(ops.clip(y_pred, _EPSILON, 1.0)) / self.temperature
+        loss = keras.losses.categorical_crossentropy(y_true, logits, from_logits=True)
+        return loss * self.temperature**2
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "temperature": self.temperature}
+
+
+def gather(batches) -> tuple[Any, np.ndarray]:
+    """One pass over a batched ``(inputs, labels)`` dataset: every example's inputs, as tensors in the
+    dataset's structure (a tuple for series, one string tensor for text), and labels, as an array.
+
+    Every batch must share its non-batch shape, as the task's splits do (each is padded once, as a whole).
+    """
+    import tensorflow as tf
+
+    inputs, labels = [], []
+    for x, y in batches:
+        inputs.append(x)
+        labels.append(np.asarray(y))
+    if not labels:
+        raise ValueError("the training split is empty: nothing to distill")
+    # Tensors, not NumPy arrays: text inputs are strings, which Keras's predict takes only as tensors.
+    return tf.nest.map_structure(lambda *parts: tf.concat(parts, axis=0), *inputs), np.concatenate(labels)
+
+
+def batched(inputs, targets, batch_size: int, seed: int):
+    """A ``tf.data`` pipeline of ``(inputs, targets)``, reshuffled every epoch from ``seed``."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((inputs, targets))
+    ds = ds.shuffle(len(targets), seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(2)
+
+
+def ensemble_targets(teachers: list, inputs, batch_size: int, temperature: float) -> np.ndarray:
+    """The teachers' mean predicted probabilities for every example of ``inputs``, softened to ``temperature``."""
+    mean = np.mean([np.asarray(t.predict(inputs, batch_size=batch_size, verbose=0)) for t in teachers], axis=0)
+    return soften(mean, temperature)
