@@ -100,14 +100,22 @@ def print_summary(result: Result, task: str, *, data: str, headline: str, lines:
         plots: grad_norms.png (in the run folder)
         export: saved_models/textgen/lstm/1
 
-    ``lines`` follow the headline; ``files`` are more (label, path) rows before the export.
+    ``lines`` follow the headline; ``files`` are more (label, path) rows before the export. A resumed
+    run says so (``40 epochs (resumed after epoch 12), 9 s``): the seconds are this command's.
     """
+    from zoo.files import status
+
     config, epochs = result.details["config"], len(result.history.history.get("loss", []))
-    layers = _count(config.num_layers, "layer")
+    seconds = f"{result.metrics['train_seconds']:.0f} s"
+    trained = f"{_count(epochs, 'epoch')} in {seconds}"
+    run = status(result.run_dir) if result.run_dir is not None else {}
+    if run.get("resumed_after_epoch"):  # the seconds are this command's, not the earlier epochs'
+        done = run.get("epochs_done", epochs)
+        trained = f"{_count(done, 'epoch')} (resumed after epoch {run['resumed_after_epoch']}), {seconds}"
     print(
         f"\n=== {task}: {config.model} on {data}, "
-        f"{config.units} units x {layers}, {result.details['params']:,} parameters, "
-        f"{_count(epochs, 'epoch')} in {result.metrics['train_seconds']:.0f} s ==="
+        f"{config.units} units x {_count(config.num_layers, 'layer')}, {result.details['params']:,} parameters, "
+        f"{trained} ==="
     )
     print(headline)
     for line in lines:

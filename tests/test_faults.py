@@ -154,6 +154,7 @@ def test_sigterm_to_the_command_prints_the_resume_command_and_it_resumes(tmp_pat
     done = _seqzoo(*resume, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Resuming" in done.stdout and "at step" in done.stdout
+    assert "40 epochs (resumed after epoch " in done.stdout  # not "40 epochs in" this command's seconds
 
 
 @contextlib.contextmanager

@@ -149,7 +149,14 @@ def fit(
         if run_dir is not None:
             if resume and C.resumable(run_dir):
                 start = _resume(model, run_dir, carried, steps, epochs, verbose)
-            files.set_status(run_dir, status="running", epochs=epochs, bptt=str(schedule), stream=stream)
+            files.set_status(
+                run_dir,
+                status="running",
+                epochs=epochs,
+                bptt=str(schedule),
+                stream=stream,
+                resumed_after_epoch=start.epochs_done,  # 0: this command trains from the start
+            )
 
         guard = M.GradientMonitor(stats.names if stats else None, run_dir, initial_step=start.global_step)
         cbs: list[keras.callbacks.Callback] = []
