@@ -50,7 +50,7 @@ def quiet_tensorflow() -> None:
     xla_cache.enable()  # before the import: TensorFlow reads its XLA flags once
     if "tensorflow" in sys.modules or tensorflow_logs_wanted():
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # native INFO and WARNING lines after start-up
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # native lines after start-up too (see zoo/__init__.py)
     with _native_stderr_filtered():
         import tensorflow as tf
 
