@@ -540,8 +540,13 @@ def guarded(
 
 
 def resume_command(prog: str, argv: Sequence[str], run_dir) -> str:
-    """The command line that continues the run in ``run_dir``: the same one, naming the folder."""
+    """The command line that continues the run in ``run_dir``: the same one, naming the folder. A part
+    of a run (a classifier's distillation teacher, ``<run>/teacher2``) is continued by its run's
+    command, so the folder named is the nearest one holding the command's ``command.json``."""
     import shlex
+
+    run_dir = Path(run_dir)
+    run_dir = next((d for d in (run_dir, *run_dir.parents) if (d / "command.json").exists()), run_dir)
 
     argv = [a for a in argv if a != "--resume=never"]
     if "--resume" in argv and argv.index("--resume") + 1 < len(argv):  # 'never' would start the run again

@@ -13,9 +13,10 @@ import pytest
 import tasks.sequence_classification as sc
 from tasks.common import command_key, resolve_run_dir, set_seed
 from tasks.export import load_keras
+from tasks.options import resume_command
 from tasks.sequence_classification import distill
 from zoo import checkpoint
-from zoo.errors import ConfigError
+from zoo.errors import ConfigError, FileProblem
 
 
 def test_soften_keeps_the_ranking_and_flattens_as_the_temperature_rises():
@@ -40,6 +41,16 @@ def test_soft_target_loss_is_categorical_crossentropy_at_temperature_one_and_ser
     assert isinstance(again, distill.SoftTargetCrossEntropy) and again.temperature == 4.0
 
 
+def test_the_loss_still_teaches_wrong_class_probabilities_far_below_keras_epsilon():
+    import tensorflow as tf
+
+    targets = distill.soften(np.array([[1 - 1e-6, 1e-6, 0.0]]), 4.0)  # the teachers' 1e-6 becomes 0.02
+    logits = tf.Variable([[30.0, 0.0, -5.0]])  # the student gives that class about 1e-13
+    with tf.GradientTape() as tape:
+        loss = distill.SoftTargetCrossEntropy(4.0)(targets, tf.nn.softmax(logits))
+    assert tape.gradient(loss, logits).numpy()[0, 1] < -0.01  # pushed up, not clipped to nothing
+
+
 def test_options_refuse_a_temperature_without_teachers_and_bad_values():
     with pytest.raises(ConfigError, match="distill_temperature must be left at its default without teachers"):
         sc.Options(distill_temperature=2.0)
@@ -53,24 +64,31 @@ def _quick(tmp_path: Path, **fields) -> sc.Options:
     return sc.Options.quick(runs=str(tmp_path / "runs"), saved_models=str(tmp_path / "sm"), monitor=False, **fields)
 
 
-def test_teachers_train_once_and_a_rerun_reuses_them(tmp_path):
+def test_teachers_train_once_and_a_rerun_reuses_their_predictions(tmp_path):
     options = _quick(tmp_path, teachers=2)
     set_seed(options.seed)  # as run() does first: the training split's shuffle order depends on it
     data, config = sc.load_data(options), options.model_config()
     folder = tmp_path / "run"
     first = sc.distilled(options, config, data, folder, verbose=0)
-    saved = {i: (folder / f"teacher{i}" / checkpoint.STATE).stat().st_mtime_ns for i in (1, 2)}
     inputs, targets = distill.gather(first.train)
     classes = len(data.spec.class_names)
     assert targets.shape == (len(inputs[1]), classes)
     np.testing.assert_allclose(targets.sum(axis=1), 1.0, rtol=1e-5)
     _, val_targets = distill.gather(first.val)
     assert ((val_targets == 0) | (val_targets == 1)).all() and (val_targets.sum(axis=1) == 1).all()
+    saved = [folder / f"teacher{i}" / distill.PREDICTIONS for i in (1, 2)]
+    one, two = (distill.load_predictions(path, len(targets)) for path in saved)
+    assert not np.allclose(one, two), "two teachers of different seeds predict alike"
+    stamps = [(path.stat().st_mtime_ns, (path.parent / checkpoint.STATE).stat().st_mtime_ns) for path in saved]
 
     set_seed(options.seed)
     again = sc.distilled(options, config, sc.load_data(options), folder, verbose=0)  # as a rerun command does
-    assert {i: (folder / f"teacher{i}" / checkpoint.STATE).stat().st_mtime_ns for i in (1, 2)} == saved
+    assert [(path.stat().st_mtime_ns, (path.parent / checkpoint.STATE).stat().st_mtime_ns) for path in saved] == stamps
     np.testing.assert_allclose(distill.gather(again.train)[1], targets, rtol=1e-5)
+
+    saved[1].write_bytes(b"not a numpy file")
+    with pytest.raises(FileProblem, match="teacher2"):
+        sc.distilled(options, config, data, folder, verbose=0)
 
 
 def test_a_killed_distillation_resumes_in_its_folder_from_a_teachers_checkpoint(tmp_path):
@@ -80,6 +98,14 @@ def test_a_killed_distillation_resumes_in_its_folder_from_a_teachers_checkpoint(
     (folder / "teacher1" / checkpoint.STATE).write_bytes(b"")
     (folder / "command.json").write_text(json.dumps({"key": command_key(options)}))
     assert resolve_run_dir(options, "classify", "gru") == folder
+
+
+def test_a_stop_inside_a_teacher_prints_the_runs_own_resume_command(tmp_path):
+    run = tmp_path / "runs" / "classify" / "gru" / "20260101-000000"
+    (run / "teacher2").mkdir(parents=True)
+    (run / "command.json").write_text("{}")
+    command = resume_command("seqzoo train classify", ["--teachers", "2"], run / "teacher2")
+    assert command == "seqzoo train classify --teachers 2 --run-name 20260101-000000"
 
 
 def test_a_distilled_model_exports_with_its_settings_and_reloads(tmp_path):

@@ -574,32 +574,43 @@ def train(
 
 
 def distilled(options: Options, config: ModelConfig, data: TaskData, folder: Path, verbose: int | str) -> TaskData:
-    """Train ``options.teachers`` teachers (each into ``folder/teacher<i>``, so that an interrupted command
-    resumes them) and return ``data`` with the training split's labels replaced by the teachers' averaged
-    probabilities at ``distill_temperature``, the validation split's by one-hot rows.
+    """Train ``options.teachers`` teachers, each into ``folder/teacher<i>``, and return ``data`` with the
+    training split's labels replaced by the teachers' averaged probabilities at ``distill_temperature``,
+    the validation split's by one-hot rows.
 
-    The teachers never see the test split: it is read once, by the exported model.
+    A teacher's predictions are saved beside its checkpoint once it is trained, so an interrupted command
+    resumes the teacher it stopped in and skips the ones before. The teachers never see the test split:
+    it is read once, by the exported model.
     """
     import tensorflow as tf
 
     from tasks.sequence_classification import distill
 
     inputs, labels = distill.gather(data.train)
-    teachers = []
+    total = np.zeros((len(labels), len(data.spec.class_names)))
     for i in range(1, options.teachers + 1):
-        seed = (options.seed + i) % 2**32
+        seed, part = (options.seed + i) % 2**32, folder / f"teacher{i}"
+        saved = part / distill.PREDICTIONS
+        if saved.exists() and options.resume != "never":
+            if verbose:
+                print(f"Teacher {i} of {options.teachers} (seed {seed}): trained before, predictions in {saved}")
+            total += distill.load_predictions(saved, len(labels))
+            continue
         if verbose:
             print(f"Teacher {i} of {options.teachers} (seed {seed})")
         set_seed(seed)
         teacher = build_in_scope(options, lambda: build_model(config, data))
         own_order = replace(data, train=distill.batched(inputs, labels, options.batch_size, seed))
-        train(teacher, options, own_order, folder / f"teacher{i}", verbose=verbose)
-        teachers.append(teacher)
-    targets = distill.ensemble_targets(teachers, inputs, options.batch_size, options.distill_temperature)
+        train(teacher, options, own_order, part, verbose=verbose)
+        predictions = np.asarray(teacher.predict(inputs, batch_size=options.batch_size, verbose=0))
+        distill.save_predictions(saved, predictions)
+        total += predictions
     if verbose:
         print(f"Training the exported model on {options.teachers} teachers' predictions")
+    targets = distill.soften(total / options.teachers, options.distill_temperature)
     classes = len(data.spec.class_names)
     val = data.val.map(lambda x, y: (x, tf.one_hot(y, classes))) if data.val is not None else None
+    set_seed(options.seed)  # the shuffle order depends on the global seed: the same whether teachers trained now or not
     return replace(data, train=distill.batched(inputs, targets, options.batch_size, options.seed), val=val)
 
 
@@ -699,13 +710,19 @@ def report(result: Result) -> None:
     from tasks.terminal import print_summary
 
     m, p = result.metrics, result.details["data"].provenance
+    lines = [f"data: {D.describe(p)}"]
+    if n := result.options.teachers:
+        teachers = f"{n} teacher{'s' * (n > 1)}"
+        lines.append(
+            f"distilled from {teachers} trained first (teacher<i>/ in the run folder; the seconds include them)"
+        )
     print_summary(
         result,
         TASK,
         data=p["dataset"],
         headline=f"test accuracy {m['accuracy']:.2%} (majority-class baseline {m['majority_baseline_accuracy']:.2%}), "
         f"macro-F1 {m['macro_f1']:.2%}, {m['n_test']} test sequences",
-        lines=[f"data: {D.describe(p)}"],
+        lines=lines,
     )
 
 

@@ -7,25 +7,35 @@ predicted class probabilities for each training sequence, softened by a temperat
 the small probabilities of the wrong classes (which classes the ensemble finds alike) still
 carry weight, instead of on the one-hot labels. The export is the student alone.
 
-This module knows nothing about how a model is built or trained: the task hands it the
-trained teachers and the training split's batches.
+This module knows nothing about how a model is built or trained: the task trains the teachers
+and hands their predictions here.
 """
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 from keras import ops
 
-# The probability floor under the student's log: a softmax output can underflow to 0.
-_EPSILON = 1e-7
+from zoo import files
+from zoo.errors import FileProblem
+
+# A teacher's predictions for the training split, in its folder once it is trained.
+PREDICTIONS = "train_predictions.npy"
+
+# The probability floor under every log here: float32's smallest normal number. A softmax output can
+# underflow to 0; a floor any higher (Keras's epsilon, 1e-7) would cut the gradient for exactly the
+# small wrong-class probabilities that distillation is meant to teach.
+FLOOR = float(np.finfo(np.float32).tiny)
 
 
 def soften(probs: np.ndarray, temperature: float) -> np.ndarray:
     """``probs`` (rows summing to 1) at ``temperature``: the softmax of ``log(probs) / temperature``."""
-    logits = np.log(np.clip(probs, 1e-12, 1.0)) / temperature
+    logits = np.log(np.clip(probs, FLOOR, 1.0)) / temperature
     logits -= logits.max(axis=-1, keepdims=True)
     out = np.exp(logits)
     return (out / out.sum(axis=-1, keepdims=True)).astype(np.float32)
@@ -46,7 +56,7 @@ class SoftTargetCrossEntropy(keras.losses.Loss):
         self.temperature = float(temperature)
 
     def call(self, y_true, y_pred):
-        logits = ops.log(ops.clip(y_pred, _EPSILON, 1.0)) / self.temperature
+        logits = ops.log(ops.maximum(y_pred, FLOOR)) / self.temperature
         loss = keras.losses.categorical_crossentropy(y_true, logits, from_logits=True)
         return loss * self.temperature**2
 
@@ -66,8 +76,6 @@ def gather(batches) -> tuple[Any, np.ndarray]:
     for x, y in batches:
         inputs.append(x)
         labels.append(np.asarray(y))
-    if not labels:
-        raise ValueError("the training split is empty: nothing to distill")
     # Tensors, not NumPy arrays: text inputs are strings, which Keras's predict takes only as tensors.
     return tf.nest.map_structure(lambda *parts: tf.concat(parts, axis=0), *inputs), np.concatenate(labels)
 
@@ -81,7 +89,23 @@ def batched(inputs, targets, batch_size: int, seed: int):
     return ds.batch(batch_size).prefetch(2)
 
 
-def ensemble_targets(teachers: list, inputs, batch_size: int, temperature: float) -> np.ndarray:
-    """The teachers' mean predicted probabilities for every example of ``inputs``, softened to ``temperature``."""
-    mean = np.mean([np.asarray(t.predict(inputs, batch_size=batch_size, verbose=0)) for t in teachers], axis=0)
-    return soften(mean, temperature)
+def save_predictions(path: Path, predictions: np.ndarray) -> None:
+    """A teacher's predicted probabilities for the training split, written whole or not at all."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(predictions, np.float32))
+    files.write_bytes(path, buffer.getvalue())
+
+
+def load_predictions(path: Path, examples: int) -> np.ndarray:
+    """What :func:`save_predictions` wrote, checked against the training split it must describe."""
+    try:
+        predictions = np.load(path)
+    except (OSError, ValueError) as exc:
+        raise FileProblem(path, f"cannot be read ({exc})", "Delete it; the teacher then predicts again") from None
+    if predictions.ndim != 2 or len(predictions) != examples:
+        raise FileProblem(
+            path,
+            f"holds predictions of shape {predictions.shape} for a training split of {examples} sequences",
+            "Delete the run folder's teacher folders (or start a new run) to train the teachers again",
+        )
+    return predictions
