@@ -303,16 +303,22 @@ def load_data(options: Options) -> TaskData:
     return _load_series(options)
 
 
-def _series_dataset(series: D.Series, names: list[str], spec_len: int | None, batch_size: int, shuffle_seed=None):
+def batched(inputs, targets, batch_size: int, shuffle_seed: int | None = None):
+    """A ``tf.data`` pipeline of ``(inputs, targets)`` in batches, reshuffled every epoch from ``shuffle_seed``
+    (None: in order)."""
     import tensorflow as tf
 
+    ds = tf.data.Dataset.from_tensor_slices((inputs, targets))
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(targets), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(2)
+
+
+def _series_dataset(series: D.Series, names: list[str], spec_len: int | None, batch_size: int, shuffle_seed=None):
     values, lengths = D.pad(series.values, spec_len)
     index = {n: i for i, n in enumerate(names)}
     labels = np.array([index[label] for label in series.labels], np.int32)
-    ds = tf.data.Dataset.from_tensor_slices(((values, lengths), labels))
-    if shuffle_seed is not None:
-        ds = ds.shuffle(len(labels), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(2)
+    return batched((values, lengths), labels, batch_size, shuffle_seed)
 
 
 def _load_series(options: Options) -> TaskData:
@@ -600,7 +606,7 @@ def distilled(options: Options, config: ModelConfig, data: TaskData, folder: Pat
             print(f"Teacher {i} of {options.teachers} (seed {seed})")
         set_seed(seed)
         teacher = build_in_scope(options, lambda: build_model(config, data))
-        own_order = replace(data, train=distill.batched(inputs, labels, options.batch_size, seed))
+        own_order = replace(data, train=batched(inputs, labels, options.batch_size, seed))
         train(teacher, options, own_order, part, verbose=verbose)
         predictions = np.asarray(teacher.predict(inputs, batch_size=options.batch_size, verbose=0))
         distill.save_predictions(saved, predictions)
@@ -611,7 +617,7 @@ def distilled(options: Options, config: ModelConfig, data: TaskData, folder: Pat
     classes = len(data.spec.class_names)
     val = data.val.map(lambda x, y: (x, tf.one_hot(y, classes))) if data.val is not None else None
     set_seed(options.seed)  # the shuffle order depends on the global seed: the same whether teachers trained now or not
-    return replace(data, train=distill.batched(inputs, targets, options.batch_size, options.seed), val=val)
+    return replace(data, train=batched(inputs, targets, options.batch_size, options.seed), val=val)
 
 
 def run(options: Options, *, verbose: int | str = "auto") -> Result:

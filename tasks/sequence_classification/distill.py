@@ -80,15 +80,6 @@ def gather(batches) -> tuple[Any, np.ndarray]:
     return tf.nest.map_structure(lambda *parts: tf.concat(parts, axis=0), *inputs), np.concatenate(labels)
 
 
-def batched(inputs, targets, batch_size: int, seed: int):
-    """A ``tf.data`` pipeline of ``(inputs, targets)``, reshuffled every epoch from ``seed``."""
-    import tensorflow as tf
-
-    ds = tf.data.Dataset.from_tensor_slices((inputs, targets))
-    ds = ds.shuffle(len(targets), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(2)
-
-
 def save_predictions(path: Path, predictions: np.ndarray) -> None:
     """A teacher's predicted probabilities for the training split, written whole or not at all."""
     buffer = io.BytesIO()
