@@ -481,7 +481,9 @@ def build_model(config: ModelConfig, data: TaskData, *, pooling: str | None = No
     return zoo.SeqModel(inputs, probs, name=f"classify_{config.model}")
 
 
-def compile(model, data: TaskData, *, loss: Any = "sparse_categorical_crossentropy", **training_kwargs):  # noqa: A001 (the task API's name)
+def compile(  # noqa: A001 (the task API's name)
+    model, data: TaskData, *, loss: Any = "sparse_categorical_crossentropy", **training_kwargs
+):
     """``loss`` (by default sparse categorical cross-entropy) and accuracy through ``zoo.training.compile_model``."""
     from zoo.training import compile_model
 
@@ -616,7 +618,9 @@ def distilled(options: Options, config: ModelConfig, data: TaskData, folder: Pat
     targets = distill.soften(total / options.teachers, options.distill_temperature)
     classes = len(data.spec.class_names)
     val = data.val.map(lambda x, y: (x, tf.one_hot(y, classes))) if data.val is not None else None
-    set_seed(options.seed)  # the shuffle order depends on the global seed: the same whether teachers trained now or not
+    # Seeded as a run without teachers: the student's shuffle order (which also depends on the global seed)
+    # and its first weights are then the same whether the teachers trained in this process or not.
+    set_seed(options.seed)
     return replace(data, train=batched(inputs, targets, options.batch_size, options.seed), val=val)
 
 
@@ -640,7 +644,6 @@ def run(options: Options, *, verbose: int | str = "auto") -> Result:
 
         data = distilled(options, config, data, folder, verbose)
         loss = SoftTargetCrossEntropy(options.distill_temperature)
-        set_seed(options.seed)  # the student starts as the same run without teachers would
     model = build_in_scope(options, lambda: build_model(config, data))  # variables mirrored over the replicas
     history = train(model, options, data, folder, loss=loss, verbose=verbose)
     probs, labels = predict(model, data.test)
