@@ -450,27 +450,26 @@ PRIMARY = {"text": ("test_loss", False, "test loss (nats/char)"), "classify": ("
 SECONDARY = {"classify": ("test_loss", False, "test cross-entropy")}
 
 
-def _by_arm(task_results: dict, key: str) -> dict[str, dict[int, float]]:
-    out: dict[str, dict[int, float]] = {}
+def _against_one_layer(task_results: dict, key: str, missing: object = float("nan"), usable=lambda value: True):
+    """Each deeper arm with its runs' ``key`` and the 1-layer arm's, in seed order, over the seeds both arms
+    ran where ``usable`` holds for both values (a run without ``key`` counts as ``missing``)."""
+    vals: dict[str, dict[int, object]] = {arm["arm"]: {} for arm in task_results["arms"]}
     for r in task_results["runs"]:
-        out.setdefault(r["arm"], {})[r["seed"]] = r.get(key, float("nan"))
-    return out
+        vals.setdefault(r["arm"], {})[r["seed"]] = r.get(key, missing)
+    for arm in task_results["arms"][1:]:
+        mine, base = vals[arm["arm"]], vals["d1"]
+        seeds = sorted(sd for sd in base if sd in mine and usable(mine[sd]) and usable(base[sd]))
+        yield arm, [mine[sd] for sd in seeds], [base[sd] for sd in seeds]
 
 
 def comparisons(task_results: dict, task: str, key: str, higher: bool, label: str) -> list[stats.Paired]:
     """Each deeper arm against the 1-layer one, paired over the seeds where both finished."""
-    vals = {arm["arm"]: {} for arm in task_results["arms"]} | _by_arm(task_results, key)
     out = []
-    for arm in task_results["arms"][1:]:
-        seeds = sorted(
-            sd
-            for sd in vals["d1"]
-            if sd in vals[arm["arm"]] and math.isfinite(vals["d1"][sd]) and math.isfinite(vals[arm["arm"]][sd])
-        )
+    for arm, deeper, one_layer in _against_one_layer(task_results, key, usable=math.isfinite):
         out.append(
             stats.paired(
-                [vals[arm["arm"]][sd] for sd in seeds],
-                [vals["d1"][sd] for sd in seeds],
+                deeper,
+                one_layer,
                 a=arm["label"],
                 b="1 layer",
                 metric=label,
@@ -819,16 +818,12 @@ def _task_section(results, task, cmps, extra_cmps) -> list[str]:
 def divergence_tests(task_results: dict) -> list[stats.MatchedCounts]:
     """Each deeper arm's diverged runs against the 1-layer arm's. Both arms of a seed share its data order
     and initialization seed, so the test pairs them by seed (McNemar's exact test)."""
-    by_arm: dict[str, dict[int, bool]] = {a["arm"]: {} for a in task_results["arms"]}
-    for r in task_results["runs"]:
-        by_arm.setdefault(r["arm"], {})[r["seed"]] = bool(r.get("diverged"))
     out = []
-    for arm in task_results["arms"][1:]:
-        seeds = sorted(set(by_arm[arm["arm"]]) & set(by_arm["d1"]))
+    for arm, deeper, one_layer in _against_one_layer(task_results, "diverged", missing=False):
         out.append(
             stats.matched_counts(
-                [by_arm[arm["arm"]][sd] for sd in seeds],
-                [by_arm["d1"][sd] for sd in seeds],
+                [bool(v) for v in deeper],
+                [bool(v) for v in one_layer],
                 a=arm["label"],
                 b="1 layer",
                 what="diverged",
