@@ -38,6 +38,7 @@ import numpy as np
 
 from benchmarks.pool import run_all
 from benchmarks.results import RESULTS, machine, write_section
+from studies.stats import sample_std
 from studies.store import RunStore
 from tasks.options import Formatter, guarded
 from zoo.config import MODEL_NAMES
@@ -187,11 +188,6 @@ def section(rows: dict[str, list[dict]], seeds: int, load: tuple[float, float]) 
             f"Per seed, from seed 0: {per_seed}.",
         ]
     )
-
-
-def sample_std(values: np.ndarray) -> float:
-    """The seeds' standard deviation as an estimate of the recipe's (ddof 1; 0 for one seed)."""
-    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
 def target_verdict(accuracies: list[float]) -> str:

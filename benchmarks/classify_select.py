@@ -35,6 +35,7 @@ import numpy as np
 
 from benchmarks.pool import run_all
 from benchmarks.results import RESULTS, machine, write_section
+from studies.stats import sample_std
 from tasks.options import Formatter, guarded
 
 SELECTION = Path(__file__).resolve().parent / "selection"
@@ -214,7 +215,7 @@ def summarize(rows: list[dict], folds: int, repeats: int = 1) -> list[dict]:
                 "folds": len(mine),
                 "complete": held_out == {(s, k) for s in range(repeats) for k in range(folds)},
                 "accuracy": float(acc.mean()),
-                "accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+                "accuracy_std": sample_std(acc),
                 "log_loss": float(loss.mean()),
             }
         )

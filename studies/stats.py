@@ -293,6 +293,11 @@ def rate_ci(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     return float(ci.low), float(ci.high)
 
 
+def sample_std(values: Sequence[float]) -> float:
+    """The seeds' standard deviation as an estimate of the recipe's (ddof 1; 0 for one seed)."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
 def mean_ci(values: Sequence[float], alpha: float = ALPHA) -> tuple[float, float, float]:
     """(mean, low, high): a t-based 95% interval of the mean over seeds."""
     from scipy import stats
